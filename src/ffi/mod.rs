@@ -1,0 +1,286 @@
+//! The C boundary: every `extern "C"` function and every `unsafe` block of the module.
+//!
+//! Each exported function runs its body inside [`guard`], which catches any panic so that
+//! none unwinds into the agent (a crash in one worker stops the whole agent). Item handlers
+//! turn the safe core's `Result` into the agent's result struct: a value on success; on
+//! failure SYSINFO_RET_FAIL with a message. Every string handed to the agent is allocated
+//! with `malloc`, because the agent releases it with `free()`.
+//!
+//! Contract with the agent (see include/zbx_module_abi.h):
+//! - the request's `key`, `nparam` and `params` are read, nothing past byte 36 of it;
+//! - the result's `type`, `ui64`, `text` and `msg` are written, nothing past byte 64;
+//! - parameters are never written to; they are copied out as byte slices for the call.
+
+mod abi;
+
+use std::any::Any;
+use std::ffi::{c_char, c_int, c_uint, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+
+use crate::item::{self, ItemValue};
+use crate::settings;
+
+pub use abi::{zbx_agent_request, zbx_agent_result, zbx_metric};
+
+/// Runs `body`, turning a panic into `on_panic(payload)`.
+fn guard<T>(body: impl FnOnce() -> T, on_panic: impl FnOnce(&(dyn Any + Send)) -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(value) => value,
+        Err(payload) => on_panic(payload.as_ref()),
+    }
+}
+
+fn panic_text(payload: &(dyn Any + Send)) -> &str {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        text
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text
+    } else {
+        "unknown panic"
+    }
+}
+
+/// Copies `text` into `malloc`ed memory with a NUL terminator, turning interior NULs into
+/// `?` (a C string cannot hold them). Null if `malloc` fails.
+fn malloc_c_string(text: &str) -> *mut c_char {
+    let bytes = text.as_bytes();
+    // SAFETY: malloc has no preconditions; the result is checked for null before use.
+    let memory = unsafe { libc::malloc(bytes.len() + 1) }.cast::<u8>();
+    if memory.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: `memory` points to bytes.len() + 1 writable bytes that nothing else aliases.
+    let target = unsafe { std::slice::from_raw_parts_mut(memory, bytes.len() + 1) };
+    for (slot, &byte) in target.iter_mut().zip(bytes) {
+        *slot = if byte == 0 { b'?' } else { byte };
+    }
+    target[bytes.len()] = 0;
+    memory.cast()
+}
+
+/// Mandatory: the module API version this module implements.
+#[no_mangle]
+pub extern "C" fn zbx_module_api_version() -> c_int {
+    guard(|| abi::ZBX_MODULE_API_VERSION, |_| -1)
+}
+
+/// Called once in the agent's main process, before it forks the workers.
+#[no_mangle]
+pub extern "C" fn zbx_module_init() -> c_int {
+    guard(
+        || {
+            settings::init_sources(std::env::var_os(settings::PROC_NET_DIR_VARIABLE));
+            abi::ZBX_MODULE_OK
+        },
+        |_| abi::ZBX_MODULE_FAIL,
+    )
+}
+
+/// Called when the agent shuts down. Nothing to release: no files are held open between
+/// calls and the per-process buffer goes with the process.
+#[no_mangle]
+pub extern "C" fn zbx_module_uninit() -> c_int {
+    guard(|| abi::ZBX_MODULE_OK, |_| abi::ZBX_MODULE_FAIL)
+}
+
+/// Receives the agent's `Timeout`; scans that run past it fail instead of blocking.
+#[no_mangle]
+pub extern "C" fn zbx_module_item_timeout(timeout: c_int) {
+    guard(|| settings::set_timeout_seconds(timeout), |_| ())
+}
+
+/// The item table. The agent rewrites `flags` in place, so it must be a `static mut`
+/// (writable memory); it ends with an all-null entry.
+static mut ITEMS: [zbx_metric; 2] = [
+    zbx_metric {
+        key: c"linux_status".as_ptr(),
+        flags: abi::CF_HAVEPARAMS as c_uint,
+        function: Some(linux_status_item),
+        test_param: c"tcp_status,LISTEN".as_ptr(),
+    },
+    zbx_metric {
+        key: ptr::null(),
+        flags: 0,
+        function: None,
+        test_param: ptr::null(),
+    },
+];
+
+/// Hands the agent the item table (it lives for the life of the process).
+#[no_mangle]
+pub extern "C" fn zbx_module_item_list() -> *mut zbx_metric {
+    // Taking the address creates no reference, so no aliasing rule is involved.
+    guard(
+        || (&raw mut ITEMS).cast::<zbx_metric>(),
+        |_| ptr::null_mut(),
+    )
+}
+
+/// The `linux_status` item handler.
+unsafe extern "C" fn linux_status_item(
+    request: *mut zbx_agent_request,
+    result: *mut zbx_agent_result,
+) -> c_int {
+    if result.is_null() {
+        return abi::SYSINFO_RET_FAIL;
+    }
+    let outcome = guard(
+        || {
+            // SAFETY: the agent passes a valid request whose params stay alive and
+            // unmodified for the whole call; read_params checks nulls and counts.
+            let params = unsafe { read_params(request) }?;
+            item::answer(&params)
+        },
+        |payload| {
+            Err(format!(
+                "Internal error in linux_status ({}); please report it.",
+                panic_text(payload)
+            ))
+        },
+    );
+    // SAFETY: `result` is non-null and points to the agent's zero-filled result, at least
+    // 64 bytes long, which the agent does not touch during the call.
+    unsafe { store_outcome(&mut *result, outcome) }
+}
+
+/// Borrows the request's parameters as byte slices.
+///
+/// # Safety
+/// `request` is null or points to a valid request whose `params` holds `nparam` pointers
+/// to NUL-terminated strings that outlive the returned slices.
+unsafe fn read_params<'a>(request: *const zbx_agent_request) -> Result<Vec<&'a [u8]>, String> {
+    // SAFETY: the caller guarantees `request` is null or valid for reads.
+    let Some(request) = (unsafe { request.as_ref() }) else {
+        return Err("Internal error: the agent passed no request.".to_owned());
+    };
+    let count = usize::try_from(request.nparam)
+        .map_err(|_| format!("Invalid parameter count {} from the agent.", request.nparam))?;
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    if request.params.is_null() {
+        return Err("Internal error: the agent passed no parameter list.".to_owned());
+    }
+    let mut params = Vec::with_capacity(count);
+    for index in 0..count {
+        // SAFETY: `params` holds `count` entries (caller's guarantee).
+        let param = unsafe { *request.params.add(index) };
+        if param.is_null() {
+            params.push(&b""[..]);
+        } else {
+            // SAFETY: each non-null entry is a NUL-terminated string that outlives 'a.
+            params.push(unsafe { CStr::from_ptr(param) }.to_bytes());
+        }
+    }
+    Ok(params)
+}
+
+/// Writes a value or an error message into the agent's result.
+///
+/// # Safety
+/// `result` must be the agent's result struct, exclusively ours for this call.
+unsafe fn store_outcome(
+    result: &mut zbx_agent_result,
+    outcome: Result<ItemValue, String>,
+) -> c_int {
+    match outcome {
+        Ok(ItemValue::Unsigned(value)) => {
+            result.ui64 = value;
+            result.type_ |= abi::AR_UINT64;
+            abi::SYSINFO_RET_OK
+        }
+        Ok(ItemValue::Text(text)) => {
+            let text = malloc_c_string(&text);
+            if text.is_null() {
+                return store_failure(result, "Out of memory for the result.");
+            }
+            result.text = text;
+            result.type_ |= abi::AR_TEXT;
+            abi::SYSINFO_RET_OK
+        }
+        Err(message) => store_failure(result, &message),
+    }
+}
+
+fn store_failure(result: &mut zbx_agent_result, message: &str) -> c_int {
+    let message = malloc_c_string(message);
+    if !message.is_null() {
+        result.msg = message;
+        result.type_ |= abi::AR_MESSAGE;
+    }
+    abi::SYSINFO_RET_FAIL
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zeroed_result() -> zbx_agent_result {
+        // SAFETY: the result is plain data for which all-zero is the agent's initial state.
+        unsafe { std::mem::zeroed() }
+    }
+
+    fn take_c_string(pointer: *mut c_char) -> String {
+        assert!(!pointer.is_null());
+        // SAFETY: pointer came from malloc_c_string: NUL-terminated and malloc'ed.
+        let text = unsafe { CStr::from_ptr(pointer) }
+            .to_string_lossy()
+            .into_owned();
+        // SAFETY: allocated with malloc, freed once.
+        unsafe { libc::free(pointer.cast()) };
+        text
+    }
+
+    #[test]
+    fn c_strings_replace_interior_nuls() {
+        assert_eq!(take_c_string(malloc_c_string("a\0b")), "a?b");
+        assert_eq!(take_c_string(malloc_c_string("")), "");
+    }
+
+    #[test]
+    fn the_guard_turns_a_panic_into_its_fallback() {
+        let value = guard(
+            || -> i32 { panic!("boom") },
+            |payload| {
+                assert_eq!(panic_text(payload), "boom");
+                7
+            },
+        );
+        assert_eq!(value, 7);
+    }
+
+    #[test]
+    fn failures_set_a_message_and_fail() {
+        let mut result = zeroed_result();
+        // SAFETY: a local result, exclusively ours.
+        let code = unsafe { store_outcome(&mut result, Err("bad key".into())) };
+        assert_eq!(code, abi::SYSINFO_RET_FAIL);
+        assert_eq!(result.type_, abi::AR_MESSAGE);
+        assert_eq!(take_c_string(result.msg), "bad key");
+    }
+
+    #[test]
+    fn values_set_their_type_bit() {
+        let mut result = zeroed_result();
+        // SAFETY: a local result, exclusively ours.
+        let code = unsafe { store_outcome(&mut result, Ok(ItemValue::Unsigned(42))) };
+        assert_eq!(code, abi::SYSINFO_RET_OK);
+        assert_eq!((result.type_, result.ui64), (abi::AR_UINT64, 42));
+        assert!(result.msg.is_null());
+    }
+
+    #[test]
+    fn the_item_table_is_what_the_agent_expects() {
+        let table = zbx_module_item_list();
+        // SAFETY: the table has two entries and lives forever.
+        let entries = unsafe { std::slice::from_raw_parts(table, 2) };
+        // SAFETY: the key is a static C string.
+        let key = unsafe { CStr::from_ptr(entries[0].key) };
+        assert_eq!(key.to_bytes(), b"linux_status");
+        assert_eq!(entries[0].flags, abi::CF_HAVEPARAMS as c_uint);
+        assert!(entries[0].function.is_some());
+        assert!(entries[1].key.is_null());
+        assert_eq!(zbx_module_api_version(), 2);
+    }
+}

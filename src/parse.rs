@@ -1,0 +1,534 @@
+//! The /proc/net/tcp and /proc/net/tcp6 text parser: safe, allocation-free, incremental.
+//!
+//! # The format
+//!
+//! ```text
+//!   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+//!    0: 0100007F:0CEA 00000000:0000 0A 00000000:00000000 00:00000000 00000000   116        0 21662 1 ...
+//! ```
+//!
+//! - Line 1 is a header (`sl  local_address ...`), padded with spaces.
+//! - Every other line is one socket. `sl` is a decimal slot number right-aligned in four
+//!   columns, so past 9999 entries it simply grows wider: nothing may depend on column
+//!   positions, only on runs of spaces between fields.
+//! - Addresses are hex: 8 digits in tcp (one 32-bit word), 32 in tcp6 (four words); each
+//!   word is the network-order address bytes printed as a native-endian integer. Ports are
+//!   4 hex digits in host order. `st` is the kernel state number in 2 hex digits.
+//! - `tx_queue:rx_queue` are 8 hex digits each; for a LISTEN socket rx_queue is the current
+//!   accept-queue length.
+//! - The columns after the queues differ between full sockets, TIME_WAIT mini-sockets and
+//!   SYN_RECV request sockets, and between kernel versions. This parser validates the first
+//!   five columns of every line strictly and does not read the rest.
+//! - Every line, including the last, ends with `\n`. The kernel hands the file out at most
+//!   one page per read(), so a line may be split across reads.
+//!
+//! # Design
+//!
+//! [`ProcTableParser::feed`] takes whatever bytes have been read so far, parses every
+//! complete line and reports how many bytes it consumed; the caller keeps the partial tail
+//! and appends the next read to it (the csv-core model). Each socket is handed to a
+//! callback as a [`SocketLine`] borrowing the buffer: no allocation per line or socket.
+//! Anything unexpected is an error naming the line, never a silent skip: a wrong number is
+//! worse than no number for a monitoring system.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Which file is being parsed; it fixes the address width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// /proc/net/tcp: 8 hex digits per address.
+    V4,
+    /// /proc/net/tcp6: 32 hex digits per address.
+    V6,
+}
+
+impl Family {
+    fn address_hex_digits(self) -> usize {
+        match self {
+            Family::V4 => 8,
+            Family::V6 => 32,
+        }
+    }
+}
+
+/// One socket line, borrowed from the read buffer. Fields are validated; decoding the
+/// addresses is left to the callers that need them.
+#[derive(Clone, Copy, Debug)]
+pub struct SocketLine<'a> {
+    family: Family,
+    state: u8,
+    local: &'a [u8],
+    remote: &'a [u8],
+    queues: &'a [u8],
+}
+
+/// An address and port decoded from a `HEX:PORT` column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub address: IpAddr,
+    pub port: u16,
+}
+
+impl<'a> SocketLine<'a> {
+    /// The raw kernel state number (`st`).
+    #[inline]
+    pub fn state(&self) -> u8 {
+        self.state
+    }
+
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    pub fn local(&self) -> Endpoint {
+        decode_endpoint(self.family, self.local)
+    }
+
+    pub fn remote(&self) -> Endpoint {
+        decode_endpoint(self.family, self.remote)
+    }
+
+    /// The receive queue; for a LISTEN socket, the current accept-queue length.
+    pub fn rx_queue(&self) -> u32 {
+        hex_u32(&self.queues[9..17]).unwrap_or(0)
+    }
+
+    /// The send queue.
+    pub fn tx_queue(&self) -> u32 {
+        hex_u32(&self.queues[..8]).unwrap_or(0)
+    }
+}
+
+/// What was wrong with a line. Line numbers count from 1, the header being line 1.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    pub line: u64,
+    pub problem: Problem,
+    /// The start of the offending line, lossily made printable, for the error message.
+    pub excerpt: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// The file is empty: even a table without sockets has a header.
+    Empty,
+    /// Line 1 is not the `sl  local_address ...` header.
+    MissingHeader,
+    /// The slot column is not `<digits>:`.
+    BadSlot,
+    /// An address column is not `<8 or 32 hex digits>:<4 hex digits>`.
+    BadAddress,
+    /// The state column is not two hex digits.
+    BadState,
+    /// The queue column is not `<8 hex>:<8 hex>`.
+    BadQueues,
+    /// A line ends before the columns after the queues.
+    TooFewColumns,
+    /// The last line has no newline: the file was cut short.
+    Truncated,
+    /// A line is longer than the read buffer can hold.
+    LineTooLong,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Problem::Empty => "file is empty, expected a header line",
+            Problem::MissingHeader => "expected the header line (\"sl  local_address ...\")",
+            Problem::BadSlot => "slot column is not \"<number>:\"",
+            Problem::BadAddress => "address column is not \"<hex address>:<hex port>\"",
+            Problem::BadState => "state column is not two hex digits",
+            Problem::BadQueues => "queue column is not \"<hex tx>:<hex rx>\"",
+            Problem::TooFewColumns => "line ends after the queue column",
+            Problem::Truncated => "last line has no newline (file cut short)",
+            Problem::LineTooLong => "line longer than the read buffer",
+        })
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.problem)?;
+        if !self.excerpt.is_empty() {
+            write!(f, ": \"{}\"", self.excerpt)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// How much of an offending line an error message quotes.
+const EXCERPT_BYTES: usize = 80;
+
+fn excerpt(line: &[u8]) -> String {
+    let shown = &line[..line.len().min(EXCERPT_BYTES)];
+    let mut text: String = shown
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                char::from(b)
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if line.len() > EXCERPT_BYTES {
+        text.push_str("...");
+    }
+    text
+}
+
+/// Incremental parser state for one file.
+#[derive(Debug)]
+pub struct ProcTableParser {
+    family: Family,
+    /// Lines completed so far (the header included).
+    lines: u64,
+}
+
+impl ProcTableParser {
+    pub fn new(family: Family) -> Self {
+        ProcTableParser { family, lines: 0 }
+    }
+
+    /// Lines parsed so far, header included.
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// Parses every complete line in `input`, calling `on_socket` for each socket line, and
+    /// returns how many bytes were consumed (up to and including the last newline). The
+    /// caller keeps `input[consumed..]` and passes it again, followed by more data.
+    pub fn feed<F>(&mut self, input: &[u8], mut on_socket: F) -> Result<usize, ParseError>
+    where
+        F: FnMut(&SocketLine<'_>),
+    {
+        let mut consumed = 0;
+        while let Some(length) = find_newline(&input[consumed..]) {
+            let line = &input[consumed..consumed + length];
+            let line_number = self.lines + 1;
+            if line_number == 1 {
+                if !is_header(line) {
+                    return Err(self.error(Problem::MissingHeader, line));
+                }
+            } else {
+                let socket = parse_socket_line(self.family, line)
+                    .map_err(|problem| self.error(problem, line))?;
+                on_socket(&socket);
+            }
+            self.lines = line_number;
+            consumed += length + 1;
+        }
+        Ok(consumed)
+    }
+
+    /// Checks what is left once the file has ended: `unconsumed` is the tail that `feed`
+    /// did not consume (a line without its newline).
+    pub fn finish(&self, unconsumed: &[u8]) -> Result<(), ParseError> {
+        if !unconsumed.is_empty() {
+            return Err(self.error(Problem::Truncated, unconsumed));
+        }
+        if self.lines == 0 {
+            return Err(self.error(Problem::Empty, unconsumed));
+        }
+        Ok(())
+    }
+
+    /// The error for a line longer than the buffer: `pending` is the unconsumed start of it.
+    pub fn line_too_long(&self, pending: &[u8]) -> ParseError {
+        self.error(Problem::LineTooLong, pending)
+    }
+
+    fn error(&self, problem: Problem, line: &[u8]) -> ParseError {
+        ParseError {
+            line: self.lines + 1,
+            problem,
+            excerpt: excerpt(line),
+        }
+    }
+}
+
+#[inline]
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'\n')
+}
+
+fn is_header(line: &[u8]) -> bool {
+    let mut fields = Fields::new(line);
+    fields.next() == Some(b"sl") && fields.next().is_some()
+}
+
+/// Splits a line at runs of spaces.
+struct Fields<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    fn new(line: &'a [u8]) -> Self {
+        Fields { rest: line }
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = &'a [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let start = self.rest.iter().position(|&b| b != b' ')?;
+        let rest = &self.rest[start..];
+        let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+        self.rest = &rest[end..];
+        Some(&rest[..end])
+    }
+}
+
+/// Validates the first five columns of a socket line and borrows them.
+#[inline]
+fn parse_socket_line(family: Family, line: &[u8]) -> Result<SocketLine<'_>, Problem> {
+    let mut fields = Fields::new(line);
+
+    let slot = fields.next().ok_or(Problem::BadSlot)?;
+    match slot.split_last() {
+        Some((b':', digits)) if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) => {}
+        _ => return Err(Problem::BadSlot),
+    }
+
+    let local = fields.next().ok_or(Problem::BadAddress)?;
+    let remote = fields.next().ok_or(Problem::BadAddress)?;
+    for endpoint in [local, remote] {
+        if !is_endpoint(family, endpoint) {
+            return Err(Problem::BadAddress);
+        }
+    }
+
+    let state = match fields.next() {
+        Some(&[high, low]) => match (hex_digit(high), hex_digit(low)) {
+            (Some(high), Some(low)) => high << 4 | low,
+            _ => return Err(Problem::BadState),
+        },
+        _ => return Err(Problem::BadState),
+    };
+
+    let queues = fields.next().ok_or(Problem::BadQueues)?;
+    if !is_hex_pair(queues, 8, 8) {
+        return Err(Problem::BadQueues);
+    }
+    if fields.next().is_none() {
+        return Err(Problem::TooFewColumns);
+    }
+
+    Ok(SocketLine {
+        family,
+        state,
+        local,
+        remote,
+        queues,
+    })
+}
+
+fn is_endpoint(family: Family, column: &[u8]) -> bool {
+    is_hex_pair(column, family.address_hex_digits(), 4)
+}
+
+/// `<left hex digits>:<right hex digits>` with exact widths.
+#[inline]
+fn is_hex_pair(column: &[u8], left: usize, right: usize) -> bool {
+    column.len() == left + 1 + right
+        && column[left] == b':'
+        && column[..left].iter().all(u8::is_ascii_hexdigit)
+        && column[left + 1..].iter().all(u8::is_ascii_hexdigit)
+}
+
+#[inline]
+fn hex_digit(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Parses up to 8 hex digits (callers pass validated columns).
+fn hex_u32(digits: &[u8]) -> Option<u32> {
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    digits.iter().try_fold(0u32, |value, &b| {
+        Some(value << 4 | u32::from(hex_digit(b)?))
+    })
+}
+
+/// Decodes a validated `HEX:PORT` column.
+fn decode_endpoint(family: Family, column: &[u8]) -> Endpoint {
+    let digits = family.address_hex_digits();
+    let port = hex_u32(&column[digits + 1..]).unwrap_or(0) as u16;
+    let mut octets = [0u8; 16];
+    for (word_index, word) in column[..digits].chunks(8).enumerate() {
+        let word = hex_u32(word).unwrap_or(0);
+        // The kernel prints each network-order 32-bit word as a native integer.
+        octets[word_index * 4..word_index * 4 + 4].copy_from_slice(&word.to_ne_bytes());
+    }
+    let address = match family {
+        Family::V4 => IpAddr::V4(Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3])),
+        Family::V6 => IpAddr::V6(Ipv6Addr::from(octets)),
+    };
+    Endpoint { address, port }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER4: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+    const LISTEN4: &str = "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000003 00:00000000 00000000     0        0 21662 1 0000000000000000 100 0 0 10 0\n";
+    const TIMEWAIT4: &str = "   1: 0100007F:1F90 0100007F:A2D2 06 00000000:00000000 03:000016A5 00000000     0        0 0 3 0000000000000000\n";
+    const HEADER6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+    const ESTAB6: &str = "   0: 0000000000000000FFFF00000100007F:1F90 0000000000000000FFFF00000100007F:D6C4 01 00000000:00000000 00:00000000 00000000     0        0 3456 1 0000000000000000 20 4 30 10 -1\n";
+
+    fn states(family: Family, text: &str) -> Result<Vec<u8>, ParseError> {
+        let mut parser = ProcTableParser::new(family);
+        let mut seen = Vec::new();
+        let consumed = parser.feed(text.as_bytes(), |socket| seen.push(socket.state()))?;
+        parser.finish(&text.as_bytes()[consumed..])?;
+        Ok(seen)
+    }
+
+    #[test]
+    fn parses_header_and_socket_lines() {
+        let text = format!("{HEADER4}{LISTEN4}{TIMEWAIT4}");
+        assert_eq!(states(Family::V4, &text).unwrap(), vec![0x0A, 0x06]);
+    }
+
+    #[test]
+    fn header_only_is_an_empty_table() {
+        assert_eq!(states(Family::V4, HEADER4).unwrap(), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn decodes_ipv4_endpoints_and_queues() {
+        let text = format!("{HEADER4}{LISTEN4}");
+        let mut parser = ProcTableParser::new(Family::V4);
+        let mut seen = None;
+        parser
+            .feed(text.as_bytes(), |socket| {
+                seen = Some((socket.local(), socket.remote(), socket.rx_queue()))
+            })
+            .unwrap();
+        let (local, remote, rx_queue) = seen.unwrap();
+        assert_eq!(local.address, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(local.port, 8080);
+        assert_eq!(remote.address, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(remote.port, 0);
+        assert_eq!(rx_queue, 3);
+    }
+
+    #[test]
+    fn decodes_ipv4_mapped_ipv6_endpoints() {
+        let text = format!("{HEADER6}{ESTAB6}");
+        let mut parser = ProcTableParser::new(Family::V6);
+        let mut seen = None;
+        parser
+            .feed(text.as_bytes(), |socket| seen = Some(socket.local()))
+            .unwrap();
+        let local = seen.unwrap();
+        assert_eq!(
+            local.address,
+            IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped())
+        );
+        assert_eq!(local.port, 8080);
+    }
+
+    #[test]
+    fn wide_slot_numbers_are_accepted() {
+        let wide = LISTEN4.replacen("   0:", "12345:", 1);
+        let text = format!("{HEADER4}{wide}");
+        assert_eq!(states(Family::V4, &text).unwrap(), vec![0x0A]);
+    }
+
+    #[test]
+    fn incremental_feeding_matches_one_shot_at_every_split() {
+        let text = format!("{HEADER4}{LISTEN4}{TIMEWAIT4}{LISTEN4}");
+        let bytes = text.as_bytes();
+        let expected = states(Family::V4, &text).unwrap();
+        for split in 0..=bytes.len() {
+            let mut parser = ProcTableParser::new(Family::V4);
+            let mut seen = Vec::new();
+            let mut pending = bytes[..split].to_vec();
+            let consumed = parser.feed(&pending, |s| seen.push(s.state())).unwrap();
+            pending.drain(..consumed);
+            pending.extend_from_slice(&bytes[split..]);
+            let consumed = parser.feed(&pending, |s| seen.push(s.state())).unwrap();
+            parser.finish(&pending[consumed..]).unwrap();
+            assert_eq!(seen, expected, "split at {split}");
+        }
+    }
+
+    fn problem(family: Family, text: &str) -> (u64, Problem) {
+        let error = states(family, text).unwrap_err();
+        (error.line, error.problem)
+    }
+
+    #[test]
+    fn malformed_input_is_an_error_naming_the_line() {
+        let garbage = format!("{HEADER4}{LISTEN4}hello world\n{LISTEN4}");
+        assert_eq!(problem(Family::V4, &garbage), (3, Problem::BadSlot));
+
+        let bad_state = format!("{HEADER4}{}", LISTEN4.replacen(" 0A ", " ZZ ", 1));
+        assert_eq!(problem(Family::V4, &bad_state), (2, Problem::BadState));
+
+        let long_state = format!("{HEADER4}{}", LISTEN4.replacen(" 0A ", " 00A ", 1));
+        assert_eq!(problem(Family::V4, &long_state), (2, Problem::BadState));
+
+        let v6_in_v4 = format!("{HEADER4}{ESTAB6}");
+        assert_eq!(problem(Family::V4, &v6_in_v4), (2, Problem::BadAddress));
+
+        let bad_queue = format!(
+            "{HEADER4}{}",
+            LISTEN4.replacen("00000000:00000003", "0:3", 1)
+        );
+        assert_eq!(problem(Family::V4, &bad_queue), (2, Problem::BadQueues));
+
+        let short = format!("{HEADER4}   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000\n");
+        assert_eq!(problem(Family::V4, &short), (2, Problem::TooFewColumns));
+
+        let no_header = LISTEN4.to_string();
+        assert_eq!(problem(Family::V4, &no_header), (1, Problem::MissingHeader));
+
+        assert_eq!(problem(Family::V4, ""), (1, Problem::Empty));
+
+        let blank_line = format!("{HEADER4}\n{LISTEN4}");
+        assert_eq!(problem(Family::V4, &blank_line), (2, Problem::BadSlot));
+    }
+
+    #[test]
+    fn a_cut_last_line_is_truncation_not_a_socket() {
+        let cut = &LISTEN4[..40];
+        let text = format!("{HEADER4}{LISTEN4}{cut}");
+        assert_eq!(problem(Family::V4, &text), (3, Problem::Truncated));
+        // Even a complete-looking line needs its newline.
+        let text = format!("{HEADER4}{}", LISTEN4.trim_end());
+        assert_eq!(problem(Family::V4, &text), (2, Problem::Truncated));
+    }
+
+    #[test]
+    fn error_messages_quote_a_printable_excerpt() {
+        let text = format!("{HEADER4}\u{1}\u{7f}junk é\n");
+        let error = states(Family::V4, &text).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "line 2: slot column is not \"<number>:\": \"??junk ??\""
+        );
+    }
+
+    #[test]
+    fn hex_helpers() {
+        assert_eq!(hex_u32(b"0000FFFF"), Some(0xFFFF));
+        assert_eq!(hex_u32(b"ffffffff"), Some(u32::MAX));
+        assert_eq!(hex_u32(b""), None);
+        assert_eq!(hex_u32(b"123456789"), None);
+        assert_eq!(hex_u32(b"12G4"), None);
+    }
+}
