@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::state::{trim_ascii_blanks, TcpState};
+use crate::state::{trim_spaces, TcpState};
 
 /// What an item asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +45,7 @@ pub fn parse_params(params: &[&[u8]]) -> Result<ItemRequest, KeyError> {
     let Some(&first) = params.first() else {
         return Err(missing_first_parameter());
     };
-    let metric = trim_ascii_blanks(first);
+    let metric = trim_spaces(first);
     if metric.is_empty() {
         return Err(missing_first_parameter());
     }
@@ -72,7 +72,7 @@ fn parse_tcp_status(params: &[&[u8]]) -> Result<ItemRequest, KeyError> {
         )));
     }
     let name = params.first().copied().unwrap_or(b"");
-    if trim_ascii_blanks(name).is_empty() {
+    if trim_spaces(name).is_empty() {
         return Err(KeyError(format!(
             "Missing TCP state: use {USAGE}. Valid states: {}.",
             TcpState::valid_names_help()

@@ -107,10 +107,10 @@ impl TcpState {
         }
     }
 
-    /// Looks a state up by any accepted name: surrounding ASCII spaces and tabs are ignored,
+    /// Looks a state up by any accepted name: surrounding spaces are ignored,
     /// case is ignored and `-` equals `_`; the whole name must match.
     pub fn from_name(name: &[u8]) -> Option<TcpState> {
-        let name = trim_ascii_blanks(name);
+        let name = trim_spaces(name);
         // The longest spelling is 11 bytes; anything longer cannot match.
         const LONGEST: usize = 11;
         if name.is_empty() || name.len() > LONGEST {
@@ -156,13 +156,14 @@ impl fmt::Display for TcpState {
     }
 }
 
-/// Strips leading and trailing spaces and tabs (the agent keeps trailing spaces of
-/// unquoted parameters).
-pub fn trim_ascii_blanks(mut bytes: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = bytes {
+/// Strips leading and trailing spaces: the agent keeps trailing spaces of unquoted
+/// parameters, and quoted ones may carry both. Other bytes, tabs included, are not blanks
+/// here: they make the name unknown.
+pub fn trim_spaces(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ', rest @ ..] = bytes {
         bytes = rest;
     }
-    while let [rest @ .., b' ' | b'\t'] = bytes {
+    while let [rest @ .., b' '] = bytes {
         bytes = rest;
     }
     bytes
@@ -267,7 +268,7 @@ mod tests {
     #[test]
     fn case_blanks_and_separators_are_ignored() {
         assert_eq!(
-            TcpState::from_name(b"  time-wait\t "),
+            TcpState::from_name(b"  time-wait "),
             Some(TcpState::TimeWait)
         );
         assert_eq!(TcpState::from_name(b"Time_Wait"), Some(TcpState::TimeWait));
@@ -300,6 +301,7 @@ mod tests {
         }
         assert_eq!(TcpState::from_name("ÉSTAB".as_bytes()), None);
         assert_eq!(TcpState::from_name(b"LISTEN\0"), None);
+        assert_eq!(TcpState::from_name(b"\tLISTEN"), None);
         assert_eq!(TcpState::from_name(&[b'L'; 4096]), None);
     }
 
