@@ -1,0 +1,298 @@
+"""Driving the real Zabbix agent 6.0 with linux_status loaded.
+
+- `write_config()` writes a minimal agent configuration into a temporary directory.
+- `Agent` runs `zabbix_agentd -c CONF -f` in the foreground, waits (bounded) until it answers
+  `agent.ping` through zabbix_get, lists its main and child pids, stops it with SIGTERM.
+- `test_key()` runs `zabbix_agentd -c CONF -t KEY` (the item runs in that short-lived
+  process; no socket is opened), `print_all()` runs `-p`, `zabbix_get()` asks the running
+  agent over its passive-check port.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+HOSTNAME = "linux-status-e2e"
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+CMD_TIMEOUT = 30.0
+START_AGENTS = 3
+# Workers forked by the main process: the collector and StartAgents passive listeners
+# (ServerActive is empty, so no active-check process).
+EXPECTED_WORKERS = 1 + START_AGENTS
+# A crashing module makes the agent log one of these (SIGSEGV / SIGABRT / "crashed").
+CRASH_PATTERNS = ("Got signal", "SIGSEGV", "crash")
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentConfig:
+    path: Path
+    directory: Path
+    port: int
+    pid_file: Path
+    log_file: Path
+    module: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class ItemResult:
+    """One `KEY [t|value]` line of `zabbix_agentd -t`/`-p`, or one zabbix_get answer."""
+
+    key: str
+    type: str  # 'u', 'd', 's', 't', 'm' (-t/-p type letter) or 'get' for zabbix_get
+    value: str  # the value, or "ZBX_NOTSUPPORTED"
+    message: str | None  # the error message of an unsupported item
+    raw: str
+
+    @property
+    def supported(self) -> bool:
+        return self.value != "ZBX_NOTSUPPORTED"
+
+    def uint(self) -> int:
+        assert self.supported and re.fullmatch(r"\d+", self.value), (
+            f"{self.key}: expected an unsigned integer, got {self.raw!r}"
+        )
+        if self.type != "get":
+            assert self.type == "u", f"{self.key}: expected type u, got {self.raw!r}"
+        return int(self.value)
+
+
+def free_port(host: str = "127.0.0.1", avoid: tuple[int, ...] = (), first: int = 20050) -> int:
+    """A TCP port nobody uses, below the ephemeral range (the agent's ListenPort must be
+    1024..32767). A socket bound but never listening leaves nothing behind."""
+    for port in range(first, first + 200):
+        if port in avoid:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        return port
+    raise AssertionError(f"no free port in {first}..{first + 199}")
+
+
+def write_config(directory: Path, module: Path, port: int) -> AgentConfig:
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg = AgentConfig(
+        path=directory / "zabbix_agentd.conf",
+        directory=directory,
+        port=port,
+        pid_file=directory / "zabbix_agentd.pid",
+        log_file=directory / "zabbix_agentd.log",
+        module=module,
+    )
+    cfg.path.write_text(
+        "\n".join(
+            [
+                f"PidFile={cfg.pid_file}",
+                f"LogFile={cfg.log_file}",
+                "LogType=file",
+                "Server=127.0.0.1",
+                "ServerActive=",
+                "ListenIP=127.0.0.1",
+                f"ListenPort={port}",
+                f"Hostname={HOSTNAME}",
+                "Timeout=3",
+                "AllowRoot=1",
+                f"LoadModulePath={module.parent}",
+                f"LoadModule={module.name}",
+                f"StartAgents={START_AGENTS}",
+                "DebugLevel=3",
+                "",
+            ]
+        )
+    )
+    return cfg
+
+
+def agent_env() -> dict[str, str]:
+    """The agent's environment: ours, minus the module's test-only /proc override."""
+    env = dict(os.environ)
+    env.pop("LINUX_STATUS_PROC_NET_DIR", None)
+    return env
+
+
+# `KEY<spaces>[t|value]` optionally followed by ` [message]` (messages may contain brackets).
+_LINE = re.compile(r"^(?P<key>.*?)\s+\[(?P<type>[a-z])\|(?P<value>[^\]]*)\](?:\s+\[(?P<msg>.*)\])?\s*$")
+
+
+def parse_item_line(line: str) -> ItemResult:
+    m = _LINE.match(line)
+    assert m, f"unparsable item line: {line!r}"
+    value = m["value"]
+    if m["type"] == "m":
+        assert value == "ZBX_NOTSUPPORTED", f"unexpected message line: {line!r}"
+    return ItemResult(m["key"], m["type"], value, m["msg"], line)
+
+
+def test_key(agentd: str, cfg: AgentConfig, key: str) -> ItemResult:
+    """`zabbix_agentd -c CONF -t KEY`: exactly one result line for KEY."""
+    proc = subprocess.run(
+        [agentd, "-c", str(cfg.path), "-t", key],
+        capture_output=True, text=True, timeout=CMD_TIMEOUT, env=agent_env(),
+    )
+    assert proc.returncode == 0, (
+        f"zabbix_agentd -t {key!r} exited {proc.returncode}\n"
+        f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"zabbix_agentd -t {key!r}: expected one line, got {proc.stdout!r}"
+    result = parse_item_line(lines[0])
+    assert result.key == key, f"-t echoed key {result.key!r}, asked {key!r}"
+    return result
+
+
+# Not collected by pytest even though the name starts with "test".
+test_key.__test__ = False
+
+
+def print_all(agentd: str, cfg: AgentConfig) -> dict[str, ItemResult]:
+    """`zabbix_agentd -c CONF -p`: every key with its test parameters."""
+    proc = subprocess.run(
+        [agentd, "-c", str(cfg.path), "-p"],
+        capture_output=True, text=True, timeout=CMD_TIMEOUT, env=agent_env(),
+    )
+    assert proc.returncode == 0, (
+        f"zabbix_agentd -p exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    )
+    results = {}
+    for line in proc.stdout.splitlines():
+        # Text values (vfs.file.contents, ...) span several lines: only result lines match.
+        if _LINE.match(line):
+            r = parse_item_line(line)
+            results[r.key] = r
+    return results
+
+
+def zabbix_get(get_bin: str, port: int, key: str) -> ItemResult:
+    """`zabbix_get -s 127.0.0.1 -p PORT -k KEY`."""
+    proc = subprocess.run(
+        [get_bin, "-s", "127.0.0.1", "-p", str(port), "-k", key],
+        capture_output=True, text=True, timeout=CMD_TIMEOUT,
+    )
+    out = proc.stdout.rstrip("\n")
+    assert proc.returncode == 0, (
+        f"zabbix_get -k {key!r} exited {proc.returncode} (agent down?)\n"
+        f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
+    )
+    if out.startswith("ZBX_NOTSUPPORTED"):
+        prefix = "ZBX_NOTSUPPORTED: "
+        assert out.startswith(prefix), f"unexpected zabbix_get output {out!r}"
+        return ItemResult(key, "get", "ZBX_NOTSUPPORTED", out[len(prefix):], out)
+    return ItemResult(key, "get", out, None, out)
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of `pid`, from /proc."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # Field 4 (ppid) follows the ")" that closes the command name.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            children.append(int(entry))
+    return sorted(children)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class Agent:
+    """A foreground `zabbix_agentd -c CONF -f`, started and stopped by the tests."""
+
+    def __init__(self, agentd: str, get_bin: str, cfg: AgentConfig) -> None:
+        self.agentd = agentd
+        self.get_bin = get_bin
+        self.cfg = cfg
+        self.proc: subprocess.Popen | None = None
+        self.stdout_path = cfg.directory / "agent.stdout"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "agent not started"
+        return self.proc.pid
+
+    def start(self) -> None:
+        out = open(self.stdout_path, "wb")
+        self.proc = subprocess.Popen(
+            [self.agentd, "-c", str(self.cfg.path), "-f"],
+            stdout=out, stderr=subprocess.STDOUT, env=agent_env(),
+        )
+        out.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        last = ""
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"zabbix_agentd exited with {self.proc.returncode} at start-up\n"
+                    f"{self.describe()}"
+                )
+            r = subprocess.run(
+                [self.get_bin, "-s", "127.0.0.1", "-p", str(self.cfg.port), "-k", "agent.ping"],
+                capture_output=True, text=True, timeout=CMD_TIMEOUT,
+            )
+            last = r.stdout + r.stderr
+            if r.returncode == 0 and r.stdout.strip() == "1":
+                return
+            time.sleep(0.05)
+        raise AssertionError(
+            f"zabbix_agentd did not answer agent.ping within {START_TIMEOUT} s "
+            f"(last: {last!r})\n{self.describe()}"
+        )
+
+    def pids(self) -> tuple[int, list[int]]:
+        """(main pid, sorted worker pids)."""
+        return self.pid, child_pids(self.pid)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None and pid_alive(self.pid)
+
+    def log_text(self) -> str:
+        try:
+            return self.cfg.log_file.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def crash_lines(self) -> list[str]:
+        return [
+            ln for ln in self.log_text().splitlines()
+            if any(p.lower() in ln.lower() for p in CRASH_PATTERNS)
+        ]
+
+    def describe(self) -> str:
+        try:
+            stdout = self.stdout_path.read_text(errors="replace")
+        except FileNotFoundError:
+            stdout = ""
+        return f"--- agent stdout ---\n{stdout}\n--- agent log ---\n{self.log_text()}"
+
+    def stop(self) -> int | None:
+        """SIGTERM the main process (it stops its workers); returns the exit status."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=STOP_TIMEOUT)
+            raise AssertionError(f"zabbix_agentd ignored SIGTERM for {STOP_TIMEOUT} s")

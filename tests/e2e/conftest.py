@@ -1,0 +1,149 @@
+"""Session fixtures for the linux_status end-to-end tests.
+
+The suite runs as root inside a private network namespace:
+
+    unshare -n -- $PYTHON -m pytest -q tests/e2e
+
+Order of events: check the environment variables, check that the namespace is fresh (no TCP
+socket at all) and bring `lo` up, build and verify the known socket table (scenario.py), write
+the agent configuration, start zabbix_agentd with the module. Missing variables or a shared
+namespace fail the tests; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import agent as agent_mod
+import scenario as scenario_mod
+
+REQUIRED_ENV = ("LINUX_STATUS_SO", "ZABBIX_AGENTD", "ZABBIX_GET", "LD_LIBRARY_PATH")
+# TIME_WAIT lives 60 s; rebuild the scenario's before they get this old.
+TIME_WAIT_MAX_AGE = 40.0
+
+
+class Env:
+    def __init__(self, values: dict[str, str]) -> None:
+        self.so = Path(values["LINUX_STATUS_SO"])
+        self.agentd = values["ZABBIX_AGENTD"]
+        self.get = values["ZABBIX_GET"]
+        self.ld_library_path = values["LD_LIBRARY_PATH"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def env() -> Env:
+    missing = [name for name in REQUIRED_ENV if not os.environ.get(name)]
+    if missing:
+        pytest.fail(
+            f"missing environment variable(s) {', '.join(missing)}: run "
+            "`source scripts/setup` and set LINUX_STATUS_SO to the built .so",
+            pytrace=False,
+        )
+    values = {name: os.environ[name] for name in REQUIRED_ENV}
+    e = Env(values)
+    problems = []
+    if not e.so.is_absolute():
+        problems.append(f"LINUX_STATUS_SO={e.so} is not an absolute path")
+    if not e.so.is_file():
+        problems.append(f"LINUX_STATUS_SO={e.so} does not exist (cargo build --release)")
+    for name, path in (("ZABBIX_AGENTD", e.agentd), ("ZABBIX_GET", e.get)):
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            problems.append(f"{name}={path} is not an executable file")
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)
+    return e
+
+
+@pytest.fixture(scope="session", autouse=True)
+def netns(env: Env) -> None:
+    """Assert we run in a fresh private network namespace, then bring loopback up."""
+    own = os.readlink("/proc/self/ns/net")
+    # `unshare -n -- python` execs python, so our parent is still outside the namespace.
+    # (pid 1's namespace link is not readable in every container, the parent's is.)
+    for other in (os.getppid(), 1):
+        try:
+            theirs = os.readlink(f"/proc/{other}/ns/net")
+        except OSError:
+            continue
+        if own == theirs:
+            pytest.fail(
+                f"not in a private network namespace (ours {own} is pid {other}'s too): "
+                "run the suite as `unshare -n -- $PYTHON -m pytest -q tests/e2e`",
+                pytrace=False,
+            )
+    links = subprocess.run(
+        ["ip", "-o", "link", "show"], check=True, capture_output=True, text=True, timeout=10
+    ).stdout
+    names = [line.split(":")[1].strip().split("@")[0] for line in links.splitlines()]
+    if names != ["lo"]:
+        pytest.fail(f"not a fresh namespace: interfaces {names}, expected only lo", pytrace=False)
+    existing = scenario_mod.ss_sockets()
+    if existing:
+        pytest.fail(
+            "not a fresh namespace: TCP sockets exist before the scenario:\n"
+            + "\n".join(map(str, existing)),
+            pytrace=False,
+        )
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
+
+    def lo_ready():
+        out = subprocess.run(
+            ["ip", "addr", "show", "dev", "lo"], capture_output=True, text=True, timeout=10
+        ).stdout
+        return "inet 127.0.0.1/8" in out and "inet6 ::1/128" in out
+
+    scenario_mod.wait_until(lo_ready, 5.0, "lo to be up with 127.0.0.1 and ::1")
+
+
+@pytest.fixture(scope="session")
+def scenario_session(netns):
+    sc = scenario_mod.Scenario()
+    try:
+        sc.build()
+        sc.verify()
+        yield sc
+    finally:
+        sc.close()
+
+
+@pytest.fixture()
+def scenario(scenario_session, agent_config):
+    """The session's scenario, with TIME_WAIT sockets young enough to outlive the test."""
+    if scenario_session.refresh_time_wait(TIME_WAIT_MAX_AGE):
+        scenario_session.verify(exclude_port=agent_config.port)
+    return scenario_session
+
+
+@pytest.fixture(scope="session")
+def agent_config(env, netns, tmp_path_factory) -> agent_mod.AgentConfig:
+    port = agent_mod.free_port(avoid=scenario_mod.SCENARIO_PORTS)
+    return agent_mod.write_config(tmp_path_factory.mktemp("agent"), env.so, port)
+
+
+@pytest.fixture(scope="session")
+def agent(env, scenario_session, agent_config):
+    """A running zabbix_agentd with linux_status loaded; its pids are recorded at start."""
+    a = agent_mod.Agent(env.agentd, env.get, agent_config)
+    a.start()
+    # Wait until the agent has forked every worker (collector + StartAgents listeners)
+    # before taking the reference pid list.
+    scenario_mod.wait_until(
+        lambda: len(a.pids()[1]) == agent_mod.EXPECTED_WORKERS,
+        5.0,
+        f"zabbix_agentd to fork its {agent_mod.EXPECTED_WORKERS} workers",
+    )
+    time.sleep(0.1)
+    a.initial_pids = a.pids()
+    assert len(a.initial_pids[1]) == agent_mod.EXPECTED_WORKERS, a.initial_pids
+    try:
+        yield a
+    finally:
+        crash = a.crash_lines()
+        status = a.stop()
+        assert not crash, "agent log has crash lines:\n" + "\n".join(crash)
+        assert status == 0, f"zabbix_agentd exited {status} on SIGTERM\n{a.describe()}"
