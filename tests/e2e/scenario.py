@@ -88,6 +88,8 @@ SS_TO_KERNEL = {
     "CLOSING": "CLOSING",
 }
 
+KERNEL_TO_SS = {kernel: ss for ss, kernel in SS_TO_KERNEL.items()}
+
 # /proc/net/tcp `st` (hex) -> kernel state name.
 PROC_ST_TO_KERNEL = {f"{i + 1:02X}": name for i, name in enumerate(KERNEL_STATES)}
 
