@@ -39,6 +39,7 @@ pub fn execute(
             let counts = count_states(sources, deadline)?;
             Ok(ItemValue::Unsigned(counts.get(state)))
         }
+        ItemRequest::Version => Ok(ItemValue::Text(env!("CARGO_PKG_VERSION").to_owned())),
     }
 }
 

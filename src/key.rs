@@ -14,6 +14,8 @@ use crate::state::{trim_spaces, TcpState};
 pub enum ItemRequest {
     /// `linux_status[tcp_status,<state>]`: sockets in one state.
     TcpStatus(TcpState),
+    /// `linux_status[version]`: the module's version, to check what an agent has loaded.
+    Version,
 }
 
 /// A rejected key, with the message for the admin.
@@ -36,6 +38,8 @@ impl std::error::Error for KeyError {}
 
 const USAGE: &str = "linux_status[tcp_status,<state>]";
 const TCP_STATUS: &[u8] = b"tcp_status";
+const VERSION: &[u8] = b"version";
+const FIRST_PARAMETERS: &str = "tcp_status or version";
 
 /// How many bytes of a rejected parameter an error message quotes.
 const QUOTED_BYTES: usize = 64;
@@ -49,18 +53,26 @@ pub fn parse_params(params: &[&[u8]]) -> Result<ItemRequest, KeyError> {
     if metric.is_empty() {
         return Err(missing_first_parameter());
     }
-    if !metric.eq_ignore_ascii_case(TCP_STATUS) {
-        return Err(KeyError(format!(
-            "Unknown first parameter \"{}\": expected tcp_status, as in {USAGE}.",
+    if metric.eq_ignore_ascii_case(TCP_STATUS) {
+        parse_tcp_status(&params[1..])
+    } else if metric.eq_ignore_ascii_case(VERSION) {
+        match params.len() {
+            1 => Ok(ItemRequest::Version),
+            _ => Err(KeyError(
+                "Too many parameters: version takes none; use linux_status[version].".to_owned(),
+            )),
+        }
+    } else {
+        Err(KeyError(format!(
+            "Unknown first parameter \"{}\": expected {FIRST_PARAMETERS}, as in {USAGE}.",
             quote(first)
-        )));
+        )))
     }
-    parse_tcp_status(&params[1..])
 }
 
 fn missing_first_parameter() -> KeyError {
     KeyError(format!(
-        "Missing first parameter: expected tcp_status, as in {USAGE}."
+        "Missing first parameter: expected {FIRST_PARAMETERS}, as in {USAGE}."
     ))
 }
 
@@ -187,6 +199,14 @@ mod tests {
         for state in TcpState::ALL {
             assert!(message.contains(state.ss_name()), "{message}");
         }
+    }
+
+    #[test]
+    fn version() {
+        assert_eq!(parse(&["version"]), Ok(ItemRequest::Version));
+        assert_eq!(parse(&["VERSION "]), Ok(ItemRequest::Version));
+        let message = error(&["version", ""]);
+        assert!(message.starts_with("Too many parameters"), "{message}");
     }
 
     #[test]

@@ -22,7 +22,16 @@ import pytest
 import agent as agent_mod
 import scenario as scenario_mod
 
-REQUIRED_ENV = ("LINUX_STATUS_SO", "ZABBIX_AGENTD", "ZABBIX_GET", "LD_LIBRARY_PATH")
+REQUIRED_ENV = (
+    "LINUX_STATUS_SO",
+    "ZABBIX_AGENTD",
+    "ZABBIX_AGENTD_70",
+    "ZABBIX_GET",
+    "LD_LIBRARY_PATH",
+)
+# Every agent-facing test runs once per agent line, with the same built .so:
+# (Zabbix version the binary must report, environment variable holding its path).
+AGENT_LINES = (("6.0", "ZABBIX_AGENTD"), ("7.0", "ZABBIX_AGENTD_70"))
 # TIME_WAIT lives 60 s; rebuild the scenario's before they get this old.
 TIME_WAIT_MAX_AGE = 40.0
 
@@ -30,7 +39,7 @@ TIME_WAIT_MAX_AGE = 40.0
 class Env:
     def __init__(self, values: dict[str, str]) -> None:
         self.so = Path(values["LINUX_STATUS_SO"])
-        self.agentd = values["ZABBIX_AGENTD"]
+        self.agentds = {line: values[variable] for line, variable in AGENT_LINES}
         self.get = values["ZABBIX_GET"]
         self.ld_library_path = values["LD_LIBRARY_PATH"]
 
@@ -51,7 +60,8 @@ def env() -> Env:
         problems.append(f"LINUX_STATUS_SO={e.so} is not an absolute path")
     if not e.so.is_file():
         problems.append(f"LINUX_STATUS_SO={e.so} does not exist (cargo build --release)")
-    for name, path in (("ZABBIX_AGENTD", e.agentd), ("ZABBIX_GET", e.get)):
+    binaries = [(variable, values[variable]) for _, variable in AGENT_LINES]
+    for name, path in [*binaries, ("ZABBIX_GET", e.get)]:
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
             problems.append(f"{name}={path} is not an executable file")
     if problems:
@@ -112,23 +122,47 @@ def scenario_session(netns):
 
 
 @pytest.fixture()
-def scenario(scenario_session, agent_config):
+def scenario(scenario_session, agent_config, agent_ports):
     """The session's scenario, with TIME_WAIT sockets young enough to outlive the test."""
     if scenario_session.refresh_time_wait(TIME_WAIT_MAX_AGE):
-        scenario_session.verify(exclude_port=agent_config.port)
+        scenario_session.verify(exclude_ports=agent_ports)
     return scenario_session
 
 
+@pytest.fixture(scope="session", params=[line for line, _ in AGENT_LINES])
+def agentd(request, env) -> str:
+    """The zabbix_agentd binary of one agent line (6.0: Debian's; 7.0: built from source)."""
+    line = request.param
+    path = env.agentds[line]
+    version = subprocess.run(
+        [path, "-V"], check=True, capture_output=True, text=True, timeout=10
+    ).stdout.splitlines()[0]
+    assert f"(Zabbix) {line}." in version, f"{path} is not agent {line}: {version!r}"
+    return path
+
+
+# Ports already given to an agent config this session (each agent line gets its own).
+_used_agent_ports: list[int] = []
+
+
 @pytest.fixture(scope="session")
-def agent_config(env, netns, tmp_path_factory) -> agent_mod.AgentConfig:
-    port = agent_mod.free_port(avoid=scenario_mod.SCENARIO_PORTS)
+def agent_ports() -> list[int]:
+    """Every agent port of the session: an agent stopped earlier leaves TIME_WAIT sockets of
+    its passive checks on its port for 60 s, which are not the scenario's."""
+    return _used_agent_ports
+
+
+@pytest.fixture(scope="session")
+def agent_config(env, netns, agentd, tmp_path_factory) -> agent_mod.AgentConfig:
+    port = agent_mod.free_port(avoid=(*scenario_mod.SCENARIO_PORTS, *_used_agent_ports))
+    _used_agent_ports.append(port)
     return agent_mod.write_config(tmp_path_factory.mktemp("agent"), env.so, port)
 
 
 @pytest.fixture(scope="session")
-def agent(env, scenario_session, agent_config):
+def agent(env, agentd, scenario_session, agent_config):
     """A running zabbix_agentd with linux_status loaded; its pids are recorded at start."""
-    a = agent_mod.Agent(env.agentd, env.get, agent_config)
+    a = agent_mod.Agent(agentd, env.get, agent_config)
     a.start()
     # Wait until the agent has forked every worker (collector + StartAgents listeners)
     # before taking the reference pid list.

@@ -56,7 +56,7 @@ import errno
 import socket
 import subprocess
 import time
-from typing import Callable, Iterable
+from typing import Callable, Collection, Iterable
 
 # Kernel state names, in /proc/net/tcp `st` order (01..0B).
 KERNEL_STATES = (
@@ -178,18 +178,18 @@ def ss_sockets() -> list[SsSocket]:
 
 
 def count_states(
-    sockets: Iterable[SsSocket], exclude_port: int | None = None
+    sockets: Iterable[SsSocket], exclude_ports: Collection[int] = ()
 ) -> dict[str, int]:
     """Count per kernel state (every state present, zeros included)."""
     counts = dict.fromkeys(KERNEL_STATES, 0)
     for s in sockets:
-        if exclude_port is not None and s.touches_port(exclude_port):
+        if any(s.touches_port(port) for port in exclude_ports):
             continue
         counts[s.state] += 1
     return counts
 
 
-def proc_net_tcp_counts(exclude_port: int | None = None) -> dict[str, int]:
+def proc_net_tcp_counts(exclude_ports: Collection[int] = ()) -> dict[str, int]:
     """Count per kernel state straight from /proc/net/tcp and /proc/net/tcp6 (a second
     opinion next to ss, which asks the kernel over netlink)."""
     counts = dict.fromkeys(KERNEL_STATES, 0)
@@ -202,7 +202,7 @@ def proc_net_tcp_counts(exclude_port: int | None = None) -> dict[str, int]:
         for line in lines:
             fields = line.split()
             ports = {int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16)}
-            if exclude_port is not None and exclude_port in ports:
+            if ports & set(exclude_ports):
                 continue
             counts[PROC_ST_TO_KERNEL[fields[3]]] += 1
     return counts
@@ -427,7 +427,9 @@ class Scenario:
         """The sockets of `sockets` that belong to this scenario (a scenario port at an end)."""
         return [s for s in sockets if any(s.touches_port(p) for p in SCENARIO_PORTS)]
 
-    def verify(self, timeout: float = SETTLE_TIMEOUT, exclude_port: int | None = None) -> None:
+    def verify(
+        self, timeout: float = SETTLE_TIMEOUT, exclude_ports: Collection[int] = ()
+    ) -> None:
         """Wait (bounded) until `ss -Htan` shows exactly the expected table."""
         want = self.counts
         nonzero = [v for v in want.values() if v]
@@ -437,7 +439,7 @@ class Scenario:
         def settled():
             socks = ss_sockets()
             last["socks"] = socks
-            last["counts"] = count_states(socks, exclude_port)
+            last["counts"] = count_states(socks, exclude_ports)
             return last["counts"] == want
 
         try:

@@ -133,12 +133,14 @@ def bracketed(query):
     pytest.fail(f"the socket table kept changing around the query: {changes}")
 
 
-def check_count(key, state, value, before, scenario, agent_port, own):
+def check_count(key, state, value, before, scenario, agent_ports, own):
     """The module's value vs ss just before the query and vs the scenario's known count."""
     ss_all = sc.count_states(before)[state]
-    ss_scenario = sc.count_states(before, exclude_port=agent_port)[state]
+    ss_scenario = sc.count_states(before, exclude_ports=agent_ports)[state]
     known = scenario.counts[state]
-    on_agent_port = [s for s in before if s.touches_port(agent_port) and s.state == state]
+    on_agent_port = [
+        s for s in before if s.state == state and any(s.touches_port(p) for p in agent_ports)
+    ]
     detail = (
         f"{key}: module {value}, ss {ss_all} (+{own} own query sockets), "
         f"ss without agent port {ss_scenario}, scenario {known}; "
@@ -169,11 +171,11 @@ def unsupported(result: ag.ItemResult, phrases) -> None:
 # -- the oracle itself ---------------------------------------------------------------------
 
 
-def test_scenario_matches_ss_and_proc(scenario, agent_config):
+def test_scenario_matches_ss_and_proc(scenario, agent_ports):
     """ss and a plain read of /proc/net/tcp{,6} agree with the scenario's known table."""
     socks = sc.ss_sockets()
-    from_ss = sc.count_states(socks, exclude_port=agent_config.port)
-    from_proc = sc.proc_net_tcp_counts(exclude_port=agent_config.port)
+    from_ss = sc.count_states(socks, exclude_ports=agent_ports)
+    from_proc = sc.proc_net_tcp_counts(exclude_ports=agent_ports)
     assert from_ss == scenario.counts, f"ss {from_ss} != scenario {scenario.counts}"
     assert from_proc == scenario.counts, f"/proc {from_proc} != scenario {scenario.counts}"
     assert sum(1 for v in scenario.counts.values() if v) >= 10, scenario.counts
@@ -183,39 +185,39 @@ def test_scenario_matches_ss_and_proc(scenario, agent_config):
 
 
 @pytest.mark.parametrize("state,key", STATE_KEYS, ids=[k for _, k in STATE_KEYS])
-def test_state_count_test_mode(state, key, scenario, agent_config, env):
-    before, after, result = bracketed(lambda: ag.test_key(env.agentd, agent_config, key))
+def test_state_count_test_mode(state, key, scenario, agent_config, agentd, agent_ports):
+    before, after, result = bracketed(lambda: ag.test_key(agentd, agent_config, key))
     appeared = {s.ident for s in after} - {s.ident for s in before}
     assert not appeared, f"-t {key}: sockets appeared during the check: {sorted(appeared)}"
-    check_count(key, state, result.uint(), before, scenario, agent_config.port, own=0)
+    check_count(key, state, result.uint(), before, scenario, agent_ports, own=0)
 
 
 # -- zabbix_get against the running agent -----------------------------------------------------
 
 
 @pytest.mark.parametrize("state,key", STATE_KEYS, ids=[k for _, k in STATE_KEYS])
-def test_state_count_zabbix_get(state, key, scenario, agent, env):
+def test_state_count_zabbix_get(state, key, scenario, agent, env, agent_ports):
     before, _, result = bracketed(lambda: ag.zabbix_get(env.get, agent.cfg.port, key))
     own = QUERY_OWN_SOCKETS.get(state, 0)
-    check_count(key, state, result.uint(), before, scenario, agent.cfg.port, own=own)
+    check_count(key, state, result.uint(), before, scenario, agent_ports, own=own)
 
 
-def test_print_all_has_listen_count(scenario, agent_config, env):
+def test_print_all_has_listen_count(scenario, agent_config, agentd, agent_ports):
     """`zabbix_agentd -p` runs the module's test_param and prints a real LISTEN count."""
-    before, _, results = bracketed(lambda: ag.print_all(env.agentd, agent_config))
+    before, _, results = bracketed(lambda: ag.print_all(agentd, agent_config))
     ours = {k: r for k, r in results.items() if k.startswith("linux_status")}
     key = "linux_status[tcp_status,LISTEN]"
     assert list(ours) == [key], f"-p lists {sorted(ours)} for the module, expected [{key}]"
     assert "agent.ping" in results, f"-p output looks truncated: {sorted(results)}"
-    check_count(key, "LISTEN", ours[key].uint(), before, scenario, agent_config.port, own=0)
+    check_count(key, "LISTEN", ours[key].uint(), before, scenario, agent_ports, own=0)
 
 
 # -- near misses and errors -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("trap", SUBSTRING_TRAPS)
-def test_substring_trap_test_mode(trap, agent_config, env):
-    result = ag.test_key(env.agentd, agent_config, f'linux_status[tcp_status,"{trap}"]')
+def test_substring_trap_test_mode(trap, agent_config, agentd):
+    result = ag.test_key(agentd, agent_config, f'linux_status[tcp_status,"{trap}"]')
     unsupported(result, ("Unknown TCP state", "Valid states:", "ESTAB", "TIME-WAIT"))
 
 
@@ -227,8 +229,8 @@ def test_substring_trap_zabbix_get(trap, agent, env):
 
 
 @pytest.mark.parametrize("key", list(ERROR_CASES))
-def test_error_test_mode(key, agent_config, env):
-    unsupported(ag.test_key(env.agentd, agent_config, key), ERROR_CASES[key])
+def test_error_test_mode(key, agent_config, agentd):
+    unsupported(ag.test_key(agentd, agent_config, key), ERROR_CASES[key])
 
 
 @pytest.mark.parametrize("key", list(ERROR_CASES))
