@@ -1,11 +1,22 @@
-//! Answers one `linux_status` request: parses the key, scans the tables, counts.
+//! Answers one `linux_status` request: parses the key, lists the sockets with the configured
+//! backend, counts, renders.
 //!
-//! This is the safe entry point the FFI layer calls. It owns the per-process scanner (one
-//! read buffer for the life of each agent worker; workers are single-threaded processes).
+//! This is the safe entry point the FFI layer calls. It owns the per-process state of an
+//! agent worker (workers are single-threaded processes): the read buffer, the listening-port
+//! table, and the snapshot cache that lets requests arriving close together share one
+//! kernel walk.
 
 use std::cell::RefCell;
+use std::time::{Duration, Instant};
 
+use crate::config::Backend;
+use crate::filter::SocketFilter;
 use crate::key::{parse_params, ItemRequest};
+use crate::listen::ListenTable;
+use crate::netlink::{self, NetlinkError, StateMask};
+use crate::netstat;
+use crate::parse::SocketView;
+use crate::report::{self, ListenCounters};
 use crate::scan::{Deadline, ProcSources, Scanner};
 use crate::settings;
 use crate::state::StateCounts;
@@ -17,48 +28,268 @@ pub enum ItemValue {
     Text(String),
 }
 
+/// How a request is carried out.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    pub sources: &'a ProcSources,
+    pub backend: Backend,
+    /// Zero: every request scans.
+    pub snapshot_lifetime: Duration,
+    pub deadline: Deadline,
+}
+
 thread_local! {
-    static SCANNER: RefCell<Option<Scanner>> = const { RefCell::new(None) };
+    static SCANNER: RefCell<Scanner> = RefCell::new(Scanner::default());
+    static LISTEN_TABLE: RefCell<Option<ListenTable>> = const { RefCell::new(None) };
+    static SNAPSHOTS: RefCell<Vec<Snapshot>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Answers a request with the process's settings.
 pub fn answer(params: &[&[u8]]) -> Result<ItemValue, String> {
     let request = parse_params(params).map_err(|error| error.message().to_owned())?;
-    let deadline = Deadline::after(settings::timeout());
-    execute(request, settings::sources(), deadline)
+    let settings = settings::get();
+    let context = Context {
+        sources: &settings.sources,
+        backend: settings::backend(),
+        snapshot_lifetime: settings.config.snapshot_lifetime,
+        deadline: Deadline::after(settings::timeout()),
+    };
+    execute(&request, &context)
 }
 
-/// Runs a parsed request against the given tables.
-pub fn execute(
-    request: ItemRequest,
-    sources: &ProcSources,
-    deadline: Deadline,
-) -> Result<ItemValue, String> {
+/// Runs a parsed request.
+pub fn execute(request: &ItemRequest, context: &Context<'_>) -> Result<ItemValue, String> {
     match request {
-        ItemRequest::TcpStatus(state) => {
-            let counts = count_states(sources, deadline)?;
-            Ok(ItemValue::Unsigned(counts.get(state)))
+        ItemRequest::TcpStatus { state, filter } => {
+            let counts = state_counts(context, filter, StateMask::only(*state))?;
+            Ok(ItemValue::Unsigned(counts.get(*state)))
+        }
+        ItemRequest::TcpSummary { filter } => {
+            let counts = state_counts(context, filter, StateMask::ALL)?;
+            Ok(ItemValue::Text(report::summary(&counts)))
+        }
+        ItemRequest::ListenDiscovery => {
+            with_listen_table(context, |table| Ok(report::discovery(table.ports())))
+        }
+        ItemRequest::ListenStats => {
+            let counters = ListenCounters {
+                overflows: netstat::read_tcp_ext_counter(
+                    &context.sources.netstat,
+                    "ListenOverflows",
+                )?,
+                drops: netstat::read_tcp_ext_counter(&context.sources.netstat, "ListenDrops")?,
+            };
+            with_listen_table(context, |table| {
+                Ok(report::listen_stats(table.ports(), counters))
+            })
+        }
+        ItemRequest::TcpExt { counter } => {
+            netstat::read_tcp_ext_counter(&context.sources.netstat, counter)
+                .map(ItemValue::Unsigned)
         }
         ItemRequest::Version => Ok(ItemValue::Text(env!("CARGO_PKG_VERSION").to_owned())),
     }
 }
 
-/// Counts every socket of both tables by state, in one pass.
+/// Counts every socket of both families by state, in one pass (no snapshot, proc backend
+/// unless the context says otherwise).
 pub fn count_states(sources: &ProcSources, deadline: Deadline) -> Result<StateCounts, String> {
-    with_scanner(|scanner| {
-        let mut counts = StateCounts::default();
+    let context = Context {
+        sources,
+        backend: Backend::Proc,
+        snapshot_lifetime: Duration::ZERO,
+        deadline,
+    };
+    state_counts(&context, &SocketFilter::default(), StateMask::ALL)
+}
+
+/// Receives each socket of a walk (generic so each backend's socket type is used directly).
+trait SocketVisitor {
+    fn visit<S: SocketView>(&mut self, socket: &S);
+    /// Forgets what a failed walk delivered, before the walk is repeated on /proc.
+    fn restart(&mut self);
+}
+
+struct StateCounter<'a> {
+    filter: &'a SocketFilter,
+    counts: StateCounts,
+}
+
+impl SocketVisitor for StateCounter<'_> {
+    #[inline]
+    fn visit<S: SocketView>(&mut self, socket: &S) {
+        if self.filter.matches(socket) {
+            self.counts.add_raw(socket.state());
+        }
+    }
+
+    fn restart(&mut self) {
+        self.counts = StateCounts::default();
+    }
+}
+
+/// Fills a borrowed listening-port table; `keep_ports` is the pass's reset mode.
+struct TableFiller<'a> {
+    table: &'a mut ListenTable,
+    keep_ports: bool,
+}
+
+impl SocketVisitor for TableFiller<'_> {
+    #[inline]
+    fn visit<S: SocketView>(&mut self, socket: &S) {
+        self.table.observe(socket);
+    }
+
+    fn restart(&mut self) {
+        self.table.reset(self.keep_ports);
+    }
+}
+
+/// Walks the sockets in `states` with the context's backend. Returns the states the walk
+/// covered: all of them for /proc, `states` for netlink. Netlink trouble other than the
+/// Timeout switches this process to /proc (saying so once) and the walk is redone there.
+fn walk<V: SocketVisitor>(
+    context: &Context<'_>,
+    states: StateMask,
+    visitor: &mut V,
+) -> Result<StateMask, String> {
+    SCANNER.with(|cell| {
+        let mut scanner = cell
+            .try_borrow_mut()
+            .map_err(|_| "Internal error: scanner already in use.".to_owned())?;
+        if context.backend == Backend::Netlink && settings::backend() == Backend::Netlink {
+            let dumped = netlink::dump(states, context.deadline, scanner.buffer_mut(), |socket| {
+                visitor.visit(socket)
+            });
+            match dumped {
+                Ok(()) => return Ok(states),
+                Err(NetlinkError::TimedOut) => {
+                    return Err(format!(
+                        "Netlink dump stopped: it ran past the agent Timeout of {} s.",
+                        context.deadline.budget().unwrap_or_default().as_secs()
+                    ))
+                }
+                Err(error) => {
+                    report_netlink_refused(&error);
+                    visitor.restart();
+                }
+            }
+        }
         scanner
-            .scan(sources, deadline, |socket| counts.add_raw(socket.state()))
+            .scan(context.sources, context.deadline, |socket| {
+                visitor.visit(socket)
+            })
             .map_err(|error| error.to_string())?;
-        Ok(counts)
+        Ok(StateMask::ALL)
     })
 }
 
-fn with_scanner<T>(work: impl FnOnce(&mut Scanner) -> Result<T, String>) -> Result<T, String> {
-    SCANNER.with(|cell| {
+/// Says once per process that netlink failed, and stops using it. The agent sends a
+/// module's stderr to its log file.
+pub fn report_netlink_refused(error: &NetlinkError) {
+    if settings::mark_netlink_refused() {
+        eprintln!(
+            "linux_status: netlink sock_diag unavailable ({error}); using /proc/net/tcp and /proc/net/tcp6 instead"
+        );
+    }
+}
+
+/// Checks, in the main process before the fork, that the configured backend works; if
+/// netlink is refused the workers start on /proc and the log says so once.
+pub fn probe_backend() {
+    if settings::backend() != Backend::Netlink {
+        return;
+    }
+    let mut buffer = vec![0u8; 64 * 1024];
+    let probe = netlink::dump(
+        StateMask::only(crate::state::TcpState::Listen),
+        Deadline::after(Duration::from_secs(1)),
+        &mut buffer,
+        |_| {},
+    );
+    if let Err(error) = probe {
+        report_netlink_refused(&error);
+    }
+}
+
+/// One cached result: the counts of sockets matching `filter`, for the states `covered`.
+struct Snapshot {
+    filter: SocketFilter,
+    covered: StateMask,
+    counts: StateCounts,
+    taken: Instant,
+}
+
+/// At most this many filters are remembered per worker.
+const SNAPSHOT_SLOTS: usize = 16;
+
+fn state_counts(
+    context: &Context<'_>,
+    filter: &SocketFilter,
+    wanted: StateMask,
+) -> Result<StateCounts, String> {
+    let lifetime = context.snapshot_lifetime;
+    if !lifetime.is_zero() {
+        let cached = SNAPSHOTS.with(|cell| {
+            cell.borrow().iter().find_map(|snapshot| {
+                (snapshot.filter == *filter
+                    && snapshot.covered.contains(wanted)
+                    && snapshot.taken.elapsed() <= lifetime)
+                    .then_some(snapshot.counts)
+            })
+        });
+        if let Some(counts) = cached {
+            return Ok(counts);
+        }
+    }
+    let mut counter = StateCounter {
+        filter,
+        counts: StateCounts::default(),
+    };
+    let covered = walk(context, wanted, &mut counter)?;
+    if !lifetime.is_zero() {
+        SNAPSHOTS.with(|cell| {
+            let mut snapshots = cell.borrow_mut();
+            snapshots.retain(|s| s.taken.elapsed() <= lifetime && s.filter != *filter);
+            if snapshots.len() == SNAPSHOT_SLOTS {
+                snapshots.remove(0);
+            }
+            snapshots.push(Snapshot {
+                filter: *filter,
+                covered,
+                counts: counter.counts,
+                taken: Instant::now(),
+            });
+        });
+    }
+    Ok(counter.counts)
+}
+
+/// Fills the per-process listening-port table (two passes in the rare case the first
+/// cannot attribute every connection) and hands it to `render`.
+fn with_listen_table(
+    context: &Context<'_>,
+    render: impl FnOnce(&mut ListenTable) -> Result<String, String>,
+) -> Result<ItemValue, String> {
+    LISTEN_TABLE.with(|cell| {
         let mut slot = cell
             .try_borrow_mut()
-            .map_err(|_| "Internal error: scanner already in use.".to_owned())?;
-        work(slot.get_or_insert_with(Scanner::default))
+            .map_err(|_| "Internal error: listen table already in use.".to_owned())?;
+        let mut table = slot.take().unwrap_or_default();
+        let result = fill_listen_table(context, &mut table).and_then(|()| render(&mut table));
+        *slot = Some(table);
+        result.map(ItemValue::Text)
     })
+}
+
+fn fill_listen_table(context: &Context<'_>, table: &mut ListenTable) -> Result<(), String> {
+    for keep_ports in [false, true] {
+        let mut filler = TableFiller { table, keep_ports };
+        filler.restart();
+        walk(context, StateMask::ALL, &mut filler)?;
+        if !table.needs_second_pass() {
+            break;
+        }
+    }
+    Ok(())
 }

@@ -7,13 +7,25 @@
 
 use std::fmt;
 
+use crate::filter::SocketFilter;
 use crate::state::{trim_spaces, TcpState};
 
 /// What an item asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ItemRequest {
-    /// `linux_status[tcp_status,<state>]`: sockets in one state.
-    TcpStatus(TcpState),
+    /// `linux_status[tcp_status,<state>,<laddr>,<lport>,<raddr>,<rport>]`.
+    TcpStatus {
+        state: TcpState,
+        filter: SocketFilter,
+    },
+    /// `linux_status[tcp_summary,<laddr>,<lport>,<raddr>,<rport>]`: every state as JSON.
+    TcpSummary { filter: SocketFilter },
+    /// `linux_status[listen_discovery]`: LLD JSON of the listening ports.
+    ListenDiscovery,
+    /// `linux_status[listen_stats]`: per listening port data, plus listen-queue counters.
+    ListenStats,
+    /// `linux_status[tcp_ext,<counter>]`: one TcpExt counter of /proc/net/netstat.
+    TcpExt { counter: String },
     /// `linux_status[version]`: the module's version, to check what an agent has loaded.
     Version,
 }
@@ -36,13 +48,27 @@ impl fmt::Display for KeyError {
 
 impl std::error::Error for KeyError {}
 
-const USAGE: &str = "linux_status[tcp_status,<state>]";
-const TCP_STATUS: &[u8] = b"tcp_status";
-const VERSION: &[u8] = b"version";
-const FIRST_PARAMETERS: &str = "tcp_status or version";
+/// Every first parameter, with the key shape it takes (shown in errors).
+const METRICS: [(&str, &str); 6] = [
+    (
+        "tcp_status",
+        "linux_status[tcp_status,<state>,<laddr>,<lport>,<raddr>,<rport>]",
+    ),
+    (
+        "tcp_summary",
+        "linux_status[tcp_summary,<laddr>,<lport>,<raddr>,<rport>]",
+    ),
+    ("listen_discovery", "linux_status[listen_discovery]"),
+    ("listen_stats", "linux_status[listen_stats]"),
+    ("tcp_ext", "linux_status[tcp_ext,<counter>]"),
+    ("version", "linux_status[version]"),
+];
 
 /// How many bytes of a rejected parameter an error message quotes.
 const QUOTED_BYTES: usize = 64;
+
+/// The longest TcpExt counter name accepted (kernel names are under 40 bytes).
+const COUNTER_NAME_MAX: usize = 64;
 
 /// Parses the parameter list of a `linux_status` key.
 pub fn parse_params(params: &[&[u8]]) -> Result<ItemRequest, KeyError> {
@@ -53,56 +79,92 @@ pub fn parse_params(params: &[&[u8]]) -> Result<ItemRequest, KeyError> {
     if metric.is_empty() {
         return Err(missing_first_parameter());
     }
-    if metric.eq_ignore_ascii_case(TCP_STATUS) {
-        parse_tcp_status(&params[1..])
-    } else if metric.eq_ignore_ascii_case(VERSION) {
-        match params.len() {
-            1 => Ok(ItemRequest::Version),
-            _ => Err(KeyError(
-                "Too many parameters: version takes none; use linux_status[version].".to_owned(),
-            )),
-        }
-    } else {
-        Err(KeyError(format!(
-            "Unknown first parameter \"{}\": expected {FIRST_PARAMETERS}, as in {USAGE}.",
-            quote(first)
-        )))
+    let Some((name, usage)) = METRICS
+        .iter()
+        .find(|(name, _)| metric.eq_ignore_ascii_case(name.as_bytes()))
+    else {
+        return Err(KeyError(format!(
+            "Unknown first parameter \"{}\": expected {}.",
+            quote(first),
+            metric_names()
+        )));
+    };
+    let rest = &params[1..];
+    let limit = usage.matches(',').count();
+    if rest.len() > limit {
+        return Err(KeyError(format!(
+            "Too many parameters: {name} takes at most {limit} after it, got {}; use {usage}.",
+            rest.len()
+        )));
     }
+    let filter = |params: &[&[u8]]| SocketFilter::from_params(params).map_err(KeyError);
+    match *name {
+        "tcp_status" => {
+            let state = parse_state(rest.first().copied().unwrap_or(b""), usage)?;
+            Ok(ItemRequest::TcpStatus {
+                state,
+                filter: filter(rest.get(1..).unwrap_or(&[]))?,
+            })
+        }
+        "tcp_summary" => Ok(ItemRequest::TcpSummary {
+            filter: filter(rest)?,
+        }),
+        "listen_discovery" => Ok(ItemRequest::ListenDiscovery),
+        "listen_stats" => Ok(ItemRequest::ListenStats),
+        "tcp_ext" => parse_counter(rest.first().copied().unwrap_or(b""), usage),
+        _ => Ok(ItemRequest::Version),
+    }
+}
+
+fn metric_names() -> String {
+    let names: Vec<&str> = METRICS.iter().map(|(name, _)| *name).collect();
+    format!("one of {}, as in {}", names.join(", "), METRICS[0].1)
 }
 
 fn missing_first_parameter() -> KeyError {
     KeyError(format!(
-        "Missing first parameter: expected {FIRST_PARAMETERS}, as in {USAGE}."
+        "Missing first parameter: expected {}.",
+        metric_names()
     ))
 }
 
-fn parse_tcp_status(params: &[&[u8]]) -> Result<ItemRequest, KeyError> {
-    if params.len() > 1 {
-        return Err(KeyError(format!(
-            "Too many parameters: tcp_status takes one state, got {} parameters after it; use {USAGE}.",
-            params.len()
-        )));
-    }
-    let name = params.first().copied().unwrap_or(b"");
+fn parse_state(name: &[u8], usage: &str) -> Result<TcpState, KeyError> {
     if trim_spaces(name).is_empty() {
         return Err(KeyError(format!(
-            "Missing TCP state: use {USAGE}. Valid states: {}.",
+            "Missing TCP state: use {usage}. Valid states: {}.",
             TcpState::valid_names_help()
         )));
     }
-    match TcpState::from_name(name) {
-        Some(state) => Ok(ItemRequest::TcpStatus(state)),
-        None => Err(KeyError(format!(
+    TcpState::from_name(name).ok_or_else(|| {
+        KeyError(format!(
             "Unknown TCP state \"{}\". Valid states: {} (any case, '-' or '_').",
             quote(name),
             TcpState::valid_names_help()
-        ))),
+        ))
+    })
+}
+
+fn parse_counter(name: &[u8], usage: &str) -> Result<ItemRequest, KeyError> {
+    let name = trim_spaces(name);
+    if name.is_empty() {
+        return Err(KeyError(format!(
+            "Missing counter name: use {usage}, e.g. linux_status[tcp_ext,ListenOverflows]."
+        )));
     }
+    if name.len() > COUNTER_NAME_MAX || !name.iter().all(u8::is_ascii_alphanumeric) {
+        return Err(KeyError(format!(
+            "Invalid counter name \"{}\": TcpExt counter names are letters and digits, e.g. ListenOverflows.",
+            quote(name)
+        )));
+    }
+    Ok(ItemRequest::TcpExt {
+        counter: String::from_utf8_lossy(name).into_owned(),
+    })
 }
 
 /// A parameter made safe to show: printable ASCII kept, everything else escaped, long
 /// values cut.
-fn quote(param: &[u8]) -> String {
+pub(crate) fn quote(param: &[u8]) -> String {
     let mut quoted = String::new();
     for &byte in param.iter().take(QUOTED_BYTES) {
         match byte {
@@ -133,25 +195,76 @@ mod tests {
         parse(params).unwrap_err().message().to_owned()
     }
 
+    fn status(state: TcpState) -> ItemRequest {
+        ItemRequest::TcpStatus {
+            state,
+            filter: SocketFilter::default(),
+        }
+    }
+
     #[test]
     fn the_old_userparameter_keys_parse() {
         assert_eq!(
             parse(&["tcp_status", "LISTEN"]),
-            Ok(ItemRequest::TcpStatus(TcpState::Listen))
+            Ok(status(TcpState::Listen))
         );
         assert_eq!(
             parse(&["tcp_status", "TIME-WAIT"]),
-            Ok(ItemRequest::TcpStatus(TcpState::TimeWait))
+            Ok(status(TcpState::TimeWait))
         );
         // The agent keeps trailing spaces of unquoted parameters.
         assert_eq!(
             parse(&["tcp_status ", "ESTAB "]),
-            Ok(ItemRequest::TcpStatus(TcpState::Established))
+            Ok(status(TcpState::Established))
         );
         assert_eq!(
             parse(&["TCP_STATUS", "syn_rcvd"]),
-            Ok(ItemRequest::TcpStatus(TcpState::SynRecv))
+            Ok(status(TcpState::SynRecv))
         );
+    }
+
+    #[test]
+    fn filters_follow_the_state() {
+        let request = parse(&["tcp_status", "ESTAB", "", "80", "", ""]).unwrap();
+        match request {
+            ItemRequest::TcpStatus { state, filter } => {
+                assert_eq!(state, TcpState::Established);
+                assert_eq!(filter.local_port, Some(80));
+                assert_eq!(filter.remote_port, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        let message = error(&["tcp_status", "ESTAB", "nowhere"]);
+        assert!(
+            message.starts_with("Invalid local address \"nowhere\""),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn every_metric_parses() {
+        assert_eq!(
+            parse(&["tcp_summary"]),
+            Ok(ItemRequest::TcpSummary {
+                filter: SocketFilter::default()
+            })
+        );
+        assert!(matches!(
+            parse(&["tcp_summary", "", "", "", "22"]),
+            Ok(ItemRequest::TcpSummary { filter }) if filter.remote_port == Some(22)
+        ));
+        assert_eq!(
+            parse(&["listen_discovery"]),
+            Ok(ItemRequest::ListenDiscovery)
+        );
+        assert_eq!(parse(&["LISTEN_STATS "]), Ok(ItemRequest::ListenStats));
+        assert_eq!(
+            parse(&["tcp_ext", "ListenOverflows"]),
+            Ok(ItemRequest::TcpExt {
+                counter: "ListenOverflows".into()
+            })
+        );
+        assert_eq!(parse(&["version"]), Ok(ItemRequest::Version));
     }
 
     #[test]
@@ -159,7 +272,7 @@ mod tests {
         for params in [&[][..], &[""], &["  "]] {
             let message = error(params);
             assert!(message.starts_with("Missing first parameter"), "{message}");
-            assert!(message.contains("tcp_status"), "{message}");
+            assert!(message.contains("tcp_status, tcp_summary"), "{message}");
         }
     }
 
@@ -170,7 +283,7 @@ mod tests {
             message.starts_with("Unknown first parameter \"tcp_stat\""),
             "{message}"
         );
-        assert!(message.contains("expected tcp_status"), "{message}");
+        assert!(message.contains("expected one of tcp_status"), "{message}");
     }
 
     #[test]
@@ -202,18 +315,30 @@ mod tests {
     }
 
     #[test]
-    fn version() {
-        assert_eq!(parse(&["version"]), Ok(ItemRequest::Version));
-        assert_eq!(parse(&["VERSION "]), Ok(ItemRequest::Version));
-        let message = error(&["version", ""]);
+    fn too_many_parameters() {
+        let message = error(&["tcp_status", "LISTEN", "", "", "", "", ""]);
         assert!(message.starts_with("Too many parameters"), "{message}");
+        assert!(message.contains("at most 5 after it, got 6"), "{message}");
+        for params in [
+            &["version", ""][..],
+            &["listen_stats", "x"],
+            &["listen_discovery", ""],
+            &["tcp_ext", "a", "b"],
+            &["tcp_summary", "", "", "", "", ""],
+        ] {
+            let message = error(params);
+            assert!(
+                message.starts_with("Too many parameters"),
+                "{params:?}: {message}"
+            );
+        }
     }
 
     #[test]
-    fn too_many_parameters() {
-        let message = error(&["tcp_status", "LISTEN", ""]);
-        assert!(message.starts_with("Too many parameters"), "{message}");
-        assert!(message.contains("got 2 parameters"), "{message}");
+    fn counter_names_are_checked() {
+        assert!(error(&["tcp_ext"]).starts_with("Missing counter name"));
+        assert!(error(&["tcp_ext", "a b"]).starts_with("Invalid counter name"));
+        assert!(error(&["tcp_ext", &"A".repeat(65)]).starts_with("Invalid counter name"));
     }
 
     #[test]
@@ -233,5 +358,12 @@ mod tests {
         let raw: Vec<&[u8]> = vec![b"tcp_status", &[0xff, 0xfe, b'\n']];
         let message = parse_params(&raw).unwrap_err().message().to_owned();
         assert!(message.contains(r#""\xff\xfe\x0a""#), "{message}");
+
+        let raw: Vec<&[u8]> = vec![b"tcp_status", b"LISTEN", &[0xff]];
+        let message = parse_params(&raw).unwrap_err().message().to_owned();
+        assert!(
+            message.starts_with("Invalid local address \"\\xff\""),
+            "{message}"
+        );
     }
 }

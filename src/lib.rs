@@ -1,16 +1,26 @@
 //! linux_status: a Zabbix agent loadable module that counts TCP connection states.
 //!
 //! The agent loads the built `liblinux_status.so` with `LoadModule` and calls
-//! `linux_status[tcp_status,<state>]` in-process: no shell, no fork, no temp file. The
-//! module streams /proc/net/tcp and /proc/net/tcp6 through one reused buffer and counts
-//! sockets by state.
+//! `linux_status[...]` in-process: no shell, no fork, no temp file. The module lists the
+//! sockets from /proc/net/tcp{,6} (streamed through one reused buffer) or, opt-in, from
+//! netlink sock_diag, and counts them by state, filter and listening port.
 //!
-//! Layout: the safe core ([`state`], [`key`], [`parse`], [`scan`], [`item`], [`settings`])
-//! knows nothing of C; `ffi` holds every `extern "C"` function and every `unsafe` block.
+//! Layout: the safe core knows nothing of C: [`state`] (names, counters), [`key`] (the key
+//! grammar), [`filter`] (address/port filters), [`parse`] and [`scan`] (/proc text),
+//! [`netlink`] (sock_diag wire format), [`listen`] (per-port aggregation), [`netstat`]
+//! (TcpExt counters), [`report`] (JSON), [`config`] and [`settings`] (configuration),
+//! [`item`] (answers a request). `ffi` holds every `extern "C"` function and every `unsafe`
+//! block, including the netlink socket calls.
 
+pub mod config;
+pub mod filter;
 pub mod item;
 pub mod key;
+pub mod listen;
+pub mod netlink;
+pub mod netstat;
 pub mod parse;
+pub mod report;
 pub mod scan;
 pub mod settings;
 pub mod state;

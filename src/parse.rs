@@ -70,6 +70,35 @@ pub struct Endpoint {
     pub port: u16,
 }
 
+/// What the counters need to know of one socket, whichever backend listed it.
+pub trait SocketView {
+    /// The raw kernel state number.
+    fn state(&self) -> u8;
+    fn local(&self) -> Endpoint;
+    fn remote(&self) -> Endpoint;
+    /// The receive queue; for a LISTEN socket, the current accept-queue length.
+    fn rx_queue(&self) -> u32;
+}
+
+impl SocketView for SocketLine<'_> {
+    #[inline]
+    fn state(&self) -> u8 {
+        SocketLine::state(self)
+    }
+
+    fn local(&self) -> Endpoint {
+        SocketLine::local(self)
+    }
+
+    fn remote(&self) -> Endpoint {
+        SocketLine::remote(self)
+    }
+
+    fn rx_queue(&self) -> u32 {
+        SocketLine::rx_queue(self)
+    }
+}
+
 impl<'a> SocketLine<'a> {
     /// The raw kernel state number (`st`).
     #[inline]

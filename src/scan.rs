@@ -20,11 +20,12 @@ use crate::parse::{Family, ParseError, ProcTableParser, SocketLine};
 /// The read buffer size. /proc lines are about 150 bytes (tcp) or 180 (tcp6).
 pub const READ_BUFFER_BYTES: usize = 64 * 1024;
 
-/// Where the socket tables are read from.
+/// Where the socket tables (and the TcpExt counters) are read from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcSources {
     pub tcp: PathBuf,
     pub tcp6: PathBuf,
+    pub netstat: PathBuf,
 }
 
 impl ProcSources {
@@ -33,11 +34,12 @@ impl ProcSources {
         Self::in_dir(Path::new("/proc/net"))
     }
 
-    /// `tcp` and `tcp6` in `dir` (tests point this at fixtures).
+    /// `tcp`, `tcp6` and `netstat` in `dir` (tests point this at fixtures).
     pub fn in_dir(dir: &Path) -> Self {
         ProcSources {
             tcp: dir.join("tcp"),
             tcp6: dir.join("tcp6"),
+            netstat: dir.join("netstat"),
         }
     }
 }
@@ -62,6 +64,21 @@ impl Deadline {
             started: Instant::now(),
             budget: None,
         }
+    }
+
+    /// Time left before the deadline; None without one.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.budget
+            .map(|budget| budget.saturating_sub(self.started.elapsed()))
+    }
+
+    pub fn expired(&self) -> bool {
+        self.check().is_err()
+    }
+
+    /// The agent's Timeout this deadline enforces, if any.
+    pub fn budget(&self) -> Option<Duration> {
+        self.budget
     }
 
     fn check(&self) -> Result<(), Duration> {
@@ -134,6 +151,11 @@ impl Default for Scanner {
 }
 
 impl Scanner {
+    /// The read buffer, lent to the netlink backend between scans.
+    pub fn buffer_mut(&mut self) -> &mut [u8] {
+        &mut self.buffer
+    }
+
     /// A scanner with a buffer of `bytes` (tests use tiny ones to split lines everywhere).
     pub fn with_buffer_size(bytes: usize) -> Self {
         Scanner {

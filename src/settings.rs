@@ -1,38 +1,80 @@
-//! Per-process settings: where the socket tables are read from and the agent's Timeout.
+//! Per-process settings: where the socket tables are read from, the module configuration,
+//! the backend in effect, and the agent's Timeout.
 //!
-//! Both are fixed before the agent forks its workers (`zbx_module_init`,
-//! `zbx_module_item_timeout`) and only read afterwards, so each worker sees the values the
-//! main process set.
+//! All of it is fixed before the agent forks its workers (`zbx_module_init`,
+//! `zbx_module_item_timeout`) and only read afterwards, so each worker sees what the main
+//! process set.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use once_cell::sync::OnceCell;
 
+use crate::config::{self, Backend, Config, ConfigError};
 use crate::scan::ProcSources;
 
-/// Test-only: a directory holding `tcp` and `tcp6` to read instead of /proc/net.
+/// Test-only: a directory holding `tcp`, `tcp6` and `netstat` to read instead of /proc/net.
 pub const PROC_NET_DIR_VARIABLE: &str = "LINUX_STATUS_PROC_NET_DIR";
 
 /// The agent's default `Timeout`, used until the agent tells us its own.
 pub const DEFAULT_TIMEOUT_SECONDS: u32 = 3;
 
-static SOURCES: OnceCell<ProcSources> = OnceCell::new();
-static TIMEOUT_SECONDS: AtomicU32 = AtomicU32::new(DEFAULT_TIMEOUT_SECONDS);
+/// Everything fixed at init.
+#[derive(Debug)]
+pub struct Settings {
+    pub sources: ProcSources,
+    pub config: Config,
+    pub config_path: PathBuf,
+}
 
-/// Fixes the sources from the environment; later calls keep the first answer.
-pub fn init_sources(proc_net_dir: Option<OsString>) -> &'static ProcSources {
-    SOURCES.get_or_init(|| match proc_net_dir {
+static SETTINGS: OnceCell<Settings> = OnceCell::new();
+static TIMEOUT_SECONDS: AtomicU32 = AtomicU32::new(DEFAULT_TIMEOUT_SECONDS);
+/// Set once netlink has failed in this process: later scans use /proc directly.
+static NETLINK_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Reads the environment and the configuration file; the first successful call wins.
+pub fn init(
+    proc_net_dir: Option<OsString>,
+    config_override: Option<OsString>,
+) -> Result<&'static Settings, ConfigError> {
+    if let Some(settings) = SETTINGS.get() {
+        return Ok(settings);
+    }
+    let sources = match proc_net_dir {
         Some(dir) if !dir.is_empty() => ProcSources::in_dir(&PathBuf::from(dir)),
         _ => ProcSources::system(),
+    };
+    let config_path = config::config_path(config_override);
+    let config = config::load(&config_path)?;
+    Ok(SETTINGS.get_or_init(|| Settings {
+        sources,
+        config,
+        config_path,
+    }))
+}
+
+/// The settings fixed at init, or the defaults if init never ran.
+pub fn get() -> &'static Settings {
+    SETTINGS.get_or_init(|| Settings {
+        sources: ProcSources::system(),
+        config: Config::default(),
+        config_path: PathBuf::from(config::DEFAULT_CONFIG_PATH),
     })
 }
 
-/// The sources fixed at init, or /proc/net if init never ran.
-pub fn sources() -> &'static ProcSources {
-    SOURCES.get_or_init(ProcSources::system)
+/// The backend to use now: the configured one, unless netlink was refused earlier.
+pub fn backend() -> Backend {
+    match get().config.backend {
+        Backend::Netlink if !NETLINK_REFUSED.load(Ordering::Relaxed) => Backend::Netlink,
+        _ => Backend::Proc,
+    }
+}
+
+/// Records that netlink failed; returns true the first time (so the caller says so once).
+pub fn mark_netlink_refused() -> bool {
+    !NETLINK_REFUSED.swap(true, Ordering::Relaxed)
 }
 
 /// Stores the agent's Timeout; values below one second become one second.

@@ -12,12 +12,14 @@
 //! - parameters are never written to; they are copied out as byte slices for the call.
 
 mod abi;
+pub(crate) mod netlink_socket;
 
 use std::any::Any;
 use std::ffi::{c_char, c_int, c_uint, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
+use crate::config;
 use crate::item::{self, ItemValue};
 use crate::settings;
 
@@ -65,15 +67,35 @@ pub extern "C" fn zbx_module_api_version() -> c_int {
     guard(|| abi::ZBX_MODULE_API_VERSION, |_| -1)
 }
 
-/// Called once in the agent's main process, before it forks the workers.
+/// Called once in the agent's main process, before it forks the workers: reads the module
+/// configuration (a bad file makes the agent refuse to start, with our message on its
+/// stderr/log) and checks that the configured backend works.
 #[no_mangle]
 pub extern "C" fn zbx_module_init() -> c_int {
     guard(
         || {
-            settings::init_sources(std::env::var_os(settings::PROC_NET_DIR_VARIABLE));
-            abi::ZBX_MODULE_OK
+            let settings = settings::init(
+                std::env::var_os(settings::PROC_NET_DIR_VARIABLE),
+                std::env::var_os(config::CONFIG_PATH_VARIABLE),
+            );
+            match settings {
+                Ok(_) => {
+                    item::probe_backend();
+                    abi::ZBX_MODULE_OK
+                }
+                Err(error) => {
+                    eprintln!("{error}");
+                    abi::ZBX_MODULE_FAIL
+                }
+            }
         },
-        |_| abi::ZBX_MODULE_FAIL,
+        |payload| {
+            eprintln!(
+                "linux_status: internal error at init ({})",
+                panic_text(payload)
+            );
+            abi::ZBX_MODULE_FAIL
+        },
     )
 }
 

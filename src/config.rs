@@ -1,0 +1,205 @@
+//! The module's own configuration file, read once at `zbx_module_init`.
+//!
+//! Format, like the agent's: `Name=Value` lines, `#` comments, blank lines ignored. The file
+//! is optional (defaults apply without it); an unknown name or a bad value is an error naming
+//! the file and line, and makes init fail, so the agent refuses to start exactly as it does
+//! for a mistake in its own configuration.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the configuration is read from unless `CONFIG_PATH_VARIABLE` names another file.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/zabbix/linux_status.conf";
+pub const CONFIG_PATH_VARIABLE: &str = "LINUX_STATUS_CONFIG";
+
+/// How sockets are listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Parse /proc/net/tcp and /proc/net/tcp6 (the default, and the fallback).
+    Proc,
+    /// Ask the kernel with netlink sock_diag, filtered by state.
+    Netlink,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Proc => "proc",
+            Backend::Netlink => "netlink",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub backend: Backend,
+    /// How long a worker reuses a scan for later requests with the same filters; zero
+    /// disables reuse.
+    pub snapshot_lifetime: Duration,
+}
+
+/// The documented default snapshot lifetime.
+pub const DEFAULT_SNAPSHOT_LIFETIME: Duration = Duration::from_millis(1000);
+/// Longer reuse would hide changes an admin polls for; a minute is already generous.
+const MAX_SNAPSHOT_LIFETIME_MS: u64 = 60_000;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            backend: Backend::Proc,
+            snapshot_lifetime: DEFAULT_SNAPSHOT_LIFETIME,
+        }
+    }
+}
+
+/// A configuration error, for the agent's log.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The path to read: the environment override, else the default.
+pub fn config_path(override_path: Option<std::ffi::OsString>) -> PathBuf {
+    match override_path {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => PathBuf::from(DEFAULT_CONFIG_PATH),
+    }
+}
+
+/// Reads the file at `path`; a missing file gives the defaults.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    match fs::read(path) {
+        Ok(bytes) => parse(&bytes, path),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(Config::default()),
+        Err(error) => Err(ConfigError(format!(
+            "linux_status: cannot read {}: {error}",
+            path.display()
+        ))),
+    }
+}
+
+/// Parses configuration text; `path` only names the file in errors.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<Config, ConfigError> {
+    let mut config = Config::default();
+    for (index, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let fail = |problem: String| {
+            ConfigError(format!(
+                "linux_status: {} line {}: {problem}",
+                path.display(),
+                index + 1
+            ))
+        };
+        let line = std::str::from_utf8(line)
+            .map_err(|_| fail("not valid UTF-8 text".to_owned()))?
+            .trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name, value)) = line.split_once('=') else {
+            return Err(fail(format!("expected Name=Value, got \"{line}\"")));
+        };
+        let (name, value) = (name.trim(), value.trim());
+        match name {
+            "Backend" => {
+                config.backend = match value {
+                    "proc" => Backend::Proc,
+                    "netlink" => Backend::Netlink,
+                    _ => {
+                        return Err(fail(format!(
+                            "Backend must be proc or netlink, got \"{value}\""
+                        )))
+                    }
+                }
+            }
+            "SnapshotLifetime" => {
+                let milliseconds = value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|ms| *ms <= MAX_SNAPSHOT_LIFETIME_MS)
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "SnapshotLifetime must be milliseconds from 0 to {MAX_SNAPSHOT_LIFETIME_MS}, got \"{value}\""
+                        ))
+                    })?;
+                config.snapshot_lifetime = Duration::from_millis(milliseconds);
+            }
+            _ => {
+                return Err(fail(format!(
+                    "unknown parameter \"{name}\" (known: Backend, SnapshotLifetime)"
+                )))
+            }
+        }
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_text(text: &str) -> Result<Config, ConfigError> {
+        parse(text.as_bytes(), Path::new("/etc/zabbix/linux_status.conf"))
+    }
+
+    #[test]
+    fn empty_and_comment_only_files_give_defaults() {
+        assert_eq!(parse_text(""), Ok(Config::default()));
+        assert_eq!(parse_text("# nothing\n\n   \n"), Ok(Config::default()));
+        assert_eq!(Config::default().backend, Backend::Proc);
+        assert_eq!(Config::default().snapshot_lifetime, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn settings_are_read() {
+        let config = parse_text("Backend=netlink\n  SnapshotLifetime = 0  \n").unwrap();
+        assert_eq!(config.backend, Backend::Netlink);
+        assert_eq!(config.snapshot_lifetime, Duration::ZERO);
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_problem() {
+        let error = parse_text("# ok\nBackend=ebpf\n").unwrap_err().0;
+        assert_eq!(
+            error,
+            "linux_status: /etc/zabbix/linux_status.conf line 2: Backend must be proc or netlink, got \"ebpf\""
+        );
+        let error = parse_text("SnapshotLifetime=-1").unwrap_err().0;
+        assert!(
+            error.contains("line 1: SnapshotLifetime must be"),
+            "{error}"
+        );
+        let error = parse_text("SnapshotLifetime=60001").unwrap_err().0;
+        assert!(error.contains("from 0 to 60000"), "{error}");
+        let error = parse_text("\n\nTimeout=3").unwrap_err().0;
+        assert!(
+            error.contains("line 3: unknown parameter \"Timeout\""),
+            "{error}"
+        );
+        let error = parse_text("Backend").unwrap_err().0;
+        assert!(error.contains("expected Name=Value"), "{error}");
+        let error = parse(b"Backend=\xff", Path::new("x")).unwrap_err().0;
+        assert!(error.contains("x line 1: not valid UTF-8"), "{error}");
+    }
+
+    #[test]
+    fn missing_file_gives_defaults_and_override_wins() {
+        let missing = Path::new("/nonexistent/linux_status.conf");
+        assert_eq!(load(missing), Ok(Config::default()));
+        assert_eq!(config_path(None), PathBuf::from(DEFAULT_CONFIG_PATH));
+        assert_eq!(
+            config_path(Some("".into())),
+            PathBuf::from(DEFAULT_CONFIG_PATH)
+        );
+        assert_eq!(
+            config_path(Some("/tmp/x.conf".into())),
+            PathBuf::from("/tmp/x.conf")
+        );
+    }
+}

@@ -1,0 +1,75 @@
+//! The kernel's TCP extension counters (`TcpExt:` lines of /proc/net/netstat).
+//!
+//! The file holds pairs of lines per group: `TcpExt: Name1 Name2 ...` then
+//! `TcpExt: value1 value2 ...`. Names differ between kernel versions, so counters are looked
+//! up by name, never by position.
+
+use std::fs;
+use std::path::Path;
+
+/// One counter by its exact kernel name.
+pub fn tcp_ext_counter(text: &str, name: &str) -> Result<Option<u64>, String> {
+    let mut lines = text.lines().filter(|line| line.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return Err("no TcpExt lines".to_owned());
+    };
+    let names = names.split_whitespace().skip(1);
+    let mut values = values.split_whitespace().skip(1);
+    for counter in names {
+        let value = values
+            .next()
+            .ok_or_else(|| "TcpExt value line is shorter than its name line".to_owned())?;
+        if counter == name {
+            return value
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("TcpExt value of {name} is not a number: \"{value}\""));
+        }
+    }
+    Ok(None)
+}
+
+/// Reads the file and looks up `name`; errors name the file.
+pub fn read_tcp_ext_counter(path: &Path, name: &str) -> Result<u64, String> {
+    let text = fs::read_to_string(path)
+        .map_err(|error| format!("Cannot read {}: {error}.", path.display()))?;
+    match tcp_ext_counter(&text, name) {
+        Ok(Some(value)) => Ok(value),
+        Ok(None) => Err(format!(
+            "No TcpExt counter \"{name}\" in {} (names are case-sensitive, e.g. ListenOverflows, ListenDrops, TCPTimeouts).",
+            path.display()
+        )),
+        Err(problem) => Err(format!("Unexpected content in {}: {problem}.", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NETSTAT: &str = "\
+TcpExt: SyncookiesSent SyncookiesRecv ListenOverflows ListenDrops TCPTimeouts
+TcpExt: 0 0 17 19 4
+IpExt: InNoRoutes InTruncatedPkts
+IpExt: 0 0
+";
+
+    #[test]
+    fn counters_are_found_by_name() {
+        assert_eq!(tcp_ext_counter(NETSTAT, "ListenOverflows"), Ok(Some(17)));
+        assert_eq!(tcp_ext_counter(NETSTAT, "ListenDrops"), Ok(Some(19)));
+        assert_eq!(
+            tcp_ext_counter(NETSTAT, "InNoRoutes"),
+            Ok(None),
+            "IpExt is not TcpExt"
+        );
+        assert_eq!(tcp_ext_counter(NETSTAT, "listenoverflows"), Ok(None));
+    }
+
+    #[test]
+    fn malformed_files_are_errors() {
+        assert!(tcp_ext_counter("", "ListenDrops").is_err());
+        assert!(tcp_ext_counter("TcpExt: A B\nTcpExt: 1\n", "B").is_err());
+        assert!(tcp_ext_counter("TcpExt: A\nTcpExt: x\n", "A").is_err());
+    }
+}

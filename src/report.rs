@@ -1,0 +1,141 @@
+//! JSON renderings of the counts: what `tcp_summary`, `listen_discovery` and `listen_stats`
+//! return. Member names are the kernel state names (with underscores), so Zabbix JSONPath
+//! preprocessing needs no brackets: `$.TIME_WAIT`.
+
+use std::fmt::Write;
+
+use crate::listen::PortStats;
+use crate::state::{StateCounts, TcpState};
+
+/// Writes `"ESTABLISHED":n,...,"CLOSING":n,"TOTAL":n` (no braces).
+fn write_state_members(json: &mut String, counts: &StateCounts) {
+    for state in TcpState::ALL {
+        let _ = write!(json, "\"{}\":{},", state.kernel_name(), counts.get(state));
+    }
+    let _ = write!(json, "\"TOTAL\":{}", counts.total());
+}
+
+/// `{"ESTABLISHED":28,...,"CLOSING":1,"TOTAL":73}`
+pub fn summary(counts: &StateCounts) -> String {
+    let mut json = String::with_capacity(256);
+    json.push('{');
+    write_state_members(&mut json, counts);
+    json.push('}');
+    json
+}
+
+/// `[{"{#PORT}":"22"},...]`: Zabbix low-level discovery rows.
+pub fn discovery<'a>(ports: impl Iterator<Item = &'a PortStats>) -> String {
+    let mut json = String::from("[");
+    for (index, stats) in ports.enumerate() {
+        if index > 0 {
+            json.push(',');
+        }
+        let _ = write!(json, "{{\"{{#PORT}}\":\"{}\"}}", stats.port);
+    }
+    json.push(']');
+    json
+}
+
+/// The kernel's listen-queue counters reported with the per-port data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListenCounters {
+    pub overflows: u64,
+    pub drops: u64,
+}
+
+/// `{"ports":[{"port":22,"listeners":2,"accept_queue":0,"ESTABLISHED":3,...,"TOTAL":5}],
+/// "ListenOverflows":0,"ListenDrops":0}`
+pub fn listen_stats<'a>(
+    ports: impl Iterator<Item = &'a PortStats>,
+    counters: ListenCounters,
+) -> String {
+    let mut json = String::from("{\"ports\":[");
+    for (index, stats) in ports.enumerate() {
+        if index > 0 {
+            json.push(',');
+        }
+        let _ = write!(
+            json,
+            "{{\"port\":{},\"listeners\":{},\"accept_queue\":{},",
+            stats.port, stats.listeners, stats.accept_queue
+        );
+        write_state_members(&mut json, &stats.states);
+        json.push('}');
+    }
+    let _ = write!(
+        json,
+        "],\"ListenOverflows\":{},\"ListenDrops\":{}}}",
+        counters.overflows, counters.drops
+    );
+    json
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(raw: &[u8]) -> StateCounts {
+        let mut counts = StateCounts::default();
+        for &state in raw {
+            counts.add_raw(state);
+        }
+        counts
+    }
+
+    #[test]
+    fn summary_lists_every_state_then_total() {
+        assert_eq!(
+            summary(&counts(&[1, 1, 10, 6, 0xff])),
+            "{\"ESTABLISHED\":2,\"SYN_SENT\":0,\"SYN_RECV\":0,\"FIN_WAIT1\":0,\"FIN_WAIT2\":0,\
+             \"TIME_WAIT\":1,\"CLOSE\":0,\"CLOSE_WAIT\":0,\"LAST_ACK\":0,\"LISTEN\":1,\
+             \"CLOSING\":0,\"TOTAL\":5}"
+        );
+    }
+
+    #[test]
+    fn discovery_rows() {
+        let ports = [
+            PortStats {
+                port: 22,
+                ..PortStats::default()
+            },
+            PortStats {
+                port: 8080,
+                ..PortStats::default()
+            },
+        ];
+        assert_eq!(
+            discovery(ports.iter()),
+            "[{\"{#PORT}\":\"22\"},{\"{#PORT}\":\"8080\"}]"
+        );
+        assert_eq!(discovery([].iter()), "[]");
+    }
+
+    #[test]
+    fn listen_stats_shape() {
+        let ports = [PortStats {
+            port: 80,
+            listeners: 2,
+            accept_queue: 4,
+            states: counts(&[10, 10, 1]),
+        }];
+        let json = listen_stats(
+            ports.iter(),
+            ListenCounters {
+                overflows: 7,
+                drops: 9,
+            },
+        );
+        assert!(json.starts_with(
+            "{\"ports\":[{\"port\":80,\"listeners\":2,\"accept_queue\":4,\"ESTABLISHED\":1,"
+        ));
+        assert!(json.ends_with(
+            "\"LISTEN\":2,\"CLOSING\":0,\"TOTAL\":3}],\"ListenOverflows\":7,\"ListenDrops\":9}"
+        ));
+        assert_eq!(
+            listen_stats([].iter(), ListenCounters::default()),
+            "{\"ports\":[],\"ListenOverflows\":0,\"ListenDrops\":0}"
+        );
+    }
+}
