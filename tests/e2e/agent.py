@@ -39,6 +39,8 @@ class AgentConfig:
     pid_file: Path
     log_file: Path
     module: Path
+    # The module's own configuration file, passed as LINUX_STATUS_CONFIG.
+    module_config: Path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +81,18 @@ def free_port(host: str = "127.0.0.1", avoid: tuple[int, ...] = (), first: int =
     raise AssertionError(f"no free port in {first}..{first + 199}")
 
 
-def write_config(directory: Path, module: Path, port: int) -> AgentConfig:
+# Exact tests compare every answer with ss taken just before it: no reuse of earlier scans.
+EXACT_MODULE_SETTINGS = "SnapshotLifetime=0\n"
+
+
+def write_config(
+    directory: Path,
+    module: Path,
+    port: int,
+    module_settings: str = EXACT_MODULE_SETTINGS,
+    extra_lines: tuple[str, ...] = (),
+) -> AgentConfig:
+    """The agent configuration, and the module's (linux_status.conf) beside it."""
     directory.mkdir(parents=True, exist_ok=True)
     cfg = AgentConfig(
         path=directory / "zabbix_agentd.conf",
@@ -88,7 +101,9 @@ def write_config(directory: Path, module: Path, port: int) -> AgentConfig:
         pid_file=directory / "zabbix_agentd.pid",
         log_file=directory / "zabbix_agentd.log",
         module=module,
+        module_config=directory / "linux_status.conf",
     )
+    cfg.module_config.write_text(module_settings)
     cfg.path.write_text(
         "\n".join(
             [
@@ -106,6 +121,7 @@ def write_config(directory: Path, module: Path, port: int) -> AgentConfig:
                 f"LoadModule={module.name}",
                 f"StartAgents={START_AGENTS}",
                 "DebugLevel=3",
+                *extra_lines,
                 "",
             ]
         )
@@ -113,10 +129,12 @@ def write_config(directory: Path, module: Path, port: int) -> AgentConfig:
     return cfg
 
 
-def agent_env() -> dict[str, str]:
-    """The agent's environment: ours, minus the module's test-only /proc override."""
+def agent_env(cfg: AgentConfig) -> dict[str, str]:
+    """The agent's environment: ours, minus the module's test-only /proc override, plus
+    the module configuration of `cfg`."""
     env = dict(os.environ)
     env.pop("LINUX_STATUS_PROC_NET_DIR", None)
+    env["LINUX_STATUS_CONFIG"] = str(cfg.module_config)
     return env
 
 
@@ -137,7 +155,7 @@ def test_key(agentd: str, cfg: AgentConfig, key: str) -> ItemResult:
     """`zabbix_agentd -c CONF -t KEY`: exactly one result line for KEY."""
     proc = subprocess.run(
         [agentd, "-c", str(cfg.path), "-t", key],
-        capture_output=True, text=True, timeout=CMD_TIMEOUT, env=agent_env(),
+        capture_output=True, text=True, timeout=CMD_TIMEOUT, env=agent_env(cfg),
     )
     assert proc.returncode == 0, (
         f"zabbix_agentd -t {key!r} exited {proc.returncode}\n"
@@ -158,7 +176,7 @@ def print_all(agentd: str, cfg: AgentConfig) -> dict[str, ItemResult]:
     """`zabbix_agentd -c CONF -p`: every key with its test parameters."""
     proc = subprocess.run(
         [agentd, "-c", str(cfg.path), "-p"],
-        capture_output=True, text=True, timeout=CMD_TIMEOUT, env=agent_env(),
+        capture_output=True, text=True, timeout=CMD_TIMEOUT, env=agent_env(cfg),
     )
     assert proc.returncode == 0, (
         f"zabbix_agentd -p exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
@@ -235,7 +253,7 @@ class Agent:
         out = open(self.stdout_path, "wb")
         self.proc = subprocess.Popen(
             [self.agentd, "-c", str(self.cfg.path), "-f"],
-            stdout=out, stderr=subprocess.STDOUT, env=agent_env(),
+            stdout=out, stderr=subprocess.STDOUT, env=agent_env(self.cfg),
         )
         out.close()
         deadline = time.monotonic() + START_TIMEOUT

@@ -110,8 +110,10 @@ ERROR_CASES = {
     # Only spaces: empty once trimmed ("missing" or "unknown" are both fair readings).
     'linux_status[tcp_status,"   "]': ("TCP state", "Valid states:"),
     "linux_status[tcp_status,BOGUS]": ("Unknown TCP state", "Valid states:", "ESTAB", "TIME-WAIT"),
-    "linux_status[tcp_status,LISTEN,x]": ("Too many parameters",),
+    "linux_status[tcp_status,LISTEN,x]": ("Invalid local address", '"x"'),
+    "linux_status[tcp_status,LISTEN,,,,70000]": ("Invalid remote port", "70000"),
     "linux_status[tcp_status,LISTEN,x,y,z,w,v]": ("Too many parameters",),
+    "linux_status[tcp_summary,,,,,]": ("Too many parameters",),
 }
 
 

@@ -31,7 +31,7 @@
 
 #define NSTATES 11
 #define MAXSPELL 12
-#define MAXPARAMS 4
+#define MAXPARAMS 8
 #define MAX_MSG 4096
 
 static int n_pass, n_fail;
@@ -441,13 +441,20 @@ static void contract_errors(size_t req_size, size_t res_size)
 		expect_fail(2, p, UNKNOWN_STATE, req_size, res_size);
 	}
 
-	/* Too many parameters, even when the first two are good. */
-	{ const char *p[] = {"tcp_status", "LISTEN", "x"};
-	  expect_fail(3, p, TOO_MANY, req_size, res_size); }
-	{ const char *p[] = {"tcp_status", "LISTEN", ""};
-	  expect_fail(3, p, TOO_MANY, req_size, res_size); }
-	{ const char *p[] = {"tcp_status", "LISTEN", "a", "b"};
-	  expect_fail(4, p, TOO_MANY, req_size, res_size); }
+	/* Too many parameters (the state and four filters at most), even when the rest is good. */
+	{ const char *p[] = {"tcp_status", "LISTEN", "", "", "", "", "x"};
+	  expect_fail(7, p, TOO_MANY, req_size, res_size); }
+	{ const char *p[] = {"tcp_status", "LISTEN", "", "", "", "", ""};
+	  expect_fail(7, p, TOO_MANY, req_size, res_size); }
+	{ const char *p[] = {"version", ""};
+	  expect_fail(2, p, TOO_MANY, req_size, res_size); }
+	/* A bad filter is named. */
+	{ static const char *const BAD_ADDRESS[] = {"Invalid local address", "\"x\"", NULL};
+	  const char *p[] = {"tcp_status", "LISTEN", "x"};
+	  expect_fail(3, p, BAD_ADDRESS, req_size, res_size); }
+	{ static const char *const BAD_PORT[] = {"Invalid remote port", "65536", NULL};
+	  const char *p[] = {"tcp_status", "LISTEN", "", "", "", "65536"};
+	  expect_fail(6, p, BAD_PORT, req_size, res_size); }
 
 	/* Very long parameters (64 KiB): must fail cleanly, not crash or over-read. */
 	{
