@@ -138,17 +138,25 @@ def agent_env(cfg: AgentConfig) -> dict[str, str]:
     return env
 
 
-# `KEY<spaces>[t|value]` optionally followed by ` [message]` (messages may contain brackets).
-_LINE = re.compile(r"^(?P<key>.*?)\s+\[(?P<type>[a-z])\|(?P<value>[^\]]*)\](?:\s+\[(?P<msg>.*)\])?\s*$")
+# `KEY<spaces>[t|value]`, or `KEY<spaces>[m|ZBX_NOTSUPPORTED] [message]`; values (JSON) and
+# messages may contain brackets, so the value runs to the line's last `]`.
+_HEAD = re.compile(r"^(?P<key>.*?)\s+\[(?P<type>[a-z])\|")
+# A whole result line (the continuation lines of multi-line text values do not match).
+_RESULT_LINE = re.compile(r"^\S.*?\s+\[[a-z]\|.*\]\s*$")
+_UNSUPPORTED = re.compile(r"^ZBX_NOTSUPPORTED\](?:\s+\[(?P<msg>.*)\])?\s*$")
 
 
 def parse_item_line(line: str) -> ItemResult:
-    m = _LINE.match(line)
-    assert m, f"unparsable item line: {line!r}"
-    value = m["value"]
-    if m["type"] == "m":
-        assert value == "ZBX_NOTSUPPORTED", f"unexpected message line: {line!r}"
-    return ItemResult(m["key"], m["type"], value, m["msg"], line)
+    head = _HEAD.match(line)
+    assert head, f"unparsable item line: {line!r}"
+    rest = line[head.end():]
+    if head["type"] == "m":
+        m = _UNSUPPORTED.match(rest)
+        assert m, f"unexpected message line: {line!r}"
+        return ItemResult(head["key"], "m", "ZBX_NOTSUPPORTED", m["msg"], line)
+    rest = rest.rstrip()
+    assert rest.endswith("]"), f"unparsable item line: {line!r}"
+    return ItemResult(head["key"], head["type"], rest[:-1], None, line)
 
 
 def test_key(agentd: str, cfg: AgentConfig, key: str) -> ItemResult:
@@ -184,7 +192,7 @@ def print_all(agentd: str, cfg: AgentConfig) -> dict[str, ItemResult]:
     results = {}
     for line in proc.stdout.splitlines():
         # Text values (vfs.file.contents, ...) span several lines: only result lines match.
-        if _LINE.match(line):
+        if _RESULT_LINE.match(line):
             r = parse_item_line(line)
             results[r.key] = r
     return results
