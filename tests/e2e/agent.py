@@ -91,6 +91,7 @@ def write_config(
     port: int,
     module_settings: str = EXACT_MODULE_SETTINGS,
     extra_lines: tuple[str, ...] = (),
+    start_agents: int = START_AGENTS,
 ) -> AgentConfig:
     """The agent configuration, and the module's (linux_status.conf) beside it."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -119,7 +120,7 @@ def write_config(
                 "AllowRoot=1",
                 f"LoadModulePath={module.parent}",
                 f"LoadModule={module.name}",
-                f"StartAgents={START_AGENTS}",
+                f"StartAgents={start_agents}",
                 "DebugLevel=3",
                 *extra_lines,
                 "",
