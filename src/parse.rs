@@ -279,9 +279,10 @@ impl ProcTableParser {
     }
 }
 
+/// The first `\n`: the C library's vectorised memchr (see `ffi::memchr`).
 #[inline]
 fn find_newline(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n')
+    crate::ffi::memchr::memchr(b'\n', bytes)
 }
 
 fn is_header(line: &[u8]) -> bool {
@@ -314,37 +315,61 @@ impl<'a> Iterator for Fields<'a> {
 }
 
 /// Validates the first five columns of a socket line and borrows them.
+///
+/// Columns are separated by runs of spaces; each must be exactly its expected shape (a
+/// column that runs on without a space after its expected width is malformed). Written with
+/// positions rather than a field iterator because it runs once per socket.
 #[inline]
 fn parse_socket_line(family: Family, line: &[u8]) -> Result<SocketLine<'_>, Problem> {
-    let mut fields = Fields::new(line);
-
-    let slot = fields.next().ok_or(Problem::BadSlot)?;
-    match slot.split_last() {
-        Some((b':', digits)) if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) => {}
-        _ => return Err(Problem::BadSlot),
-    }
-
-    let local = fields.next().ok_or(Problem::BadAddress)?;
-    let remote = fields.next().ok_or(Problem::BadAddress)?;
-    for endpoint in [local, remote] {
-        if !is_endpoint(family, endpoint) {
-            return Err(Problem::BadAddress);
+    let end = line.len();
+    let skip_spaces = |mut at: usize| {
+        while at < end && line[at] == b' ' {
+            at += 1;
         }
-    }
-
-    let state = match fields.next() {
-        Some(&[high, low]) => match (hex_digit(high), hex_digit(low)) {
-            (Some(high), Some(low)) => high << 4 | low,
-            _ => return Err(Problem::BadState),
-        },
-        _ => return Err(Problem::BadState),
+        at
+    };
+    // The column starting at `at` is exactly `left` hex digits, then `:` and `right` more
+    // when `right` is not zero.
+    let column = |at: usize, left: usize, right: usize| -> Option<&[u8]> {
+        let width = if right == 0 { left } else { left + 1 + right };
+        let candidate = line.get(at..at + width)?;
+        let ends = at + width == end || line[at + width] == b' ';
+        let valid = if right == 0 {
+            all_hex(candidate)
+        } else {
+            is_hex_pair(candidate, left, right)
+        };
+        (ends && valid).then_some(candidate)
     };
 
-    let queues = fields.next().ok_or(Problem::BadQueues)?;
-    if !is_hex_pair(queues, 8, 8) {
-        return Err(Problem::BadQueues);
+    let mut at = skip_spaces(0);
+    let digits = at;
+    while at < end && line[at].is_ascii_digit() {
+        at += 1;
     }
-    if fields.next().is_none() {
+    if at == digits || line.get(at) != Some(&b':') || !matches!(line.get(at + 1), None | Some(b' '))
+    {
+        return Err(Problem::BadSlot);
+    }
+
+    at = skip_spaces(at + 1);
+    if let Some(socket) = fast_columns(family, line, at) {
+        return Ok(socket);
+    }
+
+    let digits = family.address_hex_digits();
+    let width = digits + 5;
+    let local = column(at, digits, 4).ok_or(Problem::BadAddress)?;
+    at = skip_spaces(at + width);
+    let remote = column(at, digits, 4).ok_or(Problem::BadAddress)?;
+
+    at = skip_spaces(at + width);
+    let state = column(at, 2, 0).ok_or(Problem::BadState)?;
+    let state = hex_value(state[0]) << 4 | hex_value(state[1]);
+
+    at = skip_spaces(at + 2);
+    let queues = column(at, 8, 8).ok_or(Problem::BadQueues)?;
+    if skip_spaces(at + 17) == end {
         return Err(Problem::TooFewColumns);
     }
 
@@ -357,8 +382,36 @@ fn parse_socket_line(family: Family, line: &[u8]) -> Result<SocketLine<'_>, Prob
     })
 }
 
-fn is_endpoint(family: Family, column: &[u8]) -> bool {
-    is_hex_pair(column, family.address_hex_digits(), 4)
+/// The columns after the slot when they have the kernel's exact shape and more columns
+/// follow; None sends the line to the general path (which also explains any error).
+#[inline]
+fn fast_columns(family: Family, line: &[u8], at: usize) -> Option<SocketLine<'_>> {
+    let (fits, used) = match family {
+        Family::V4 => (
+            line.get(at..at + V4_WORDS.len() * 8)
+                .is_some_and(|block| has_shape(block, &V4_WORDS)),
+            V4_SHAPE_USED,
+        ),
+        Family::V6 => (
+            line.get(at..at + V6_WORDS.len() * 8)
+                .is_some_and(|block| has_shape(block, &V6_WORDS)),
+            V6_SHAPE_USED,
+        ),
+    };
+    // A column must follow the queues: the byte after their space is not a space.
+    if !fits || line[at + used] == b' ' {
+        return None;
+    }
+    let block = &line[at..];
+    let width = family.address_hex_digits() + 5;
+    let state = &block[2 * width + 2..2 * width + 4];
+    Some(SocketLine {
+        family,
+        state: hex_value(state[0]) << 4 | hex_value(state[1]),
+        local: &block[..width],
+        remote: &block[width + 1..2 * width + 1],
+        queues: &block[2 * width + 5..2 * width + 22],
+    })
 }
 
 /// `<left hex digits>:<right hex digits>` with exact widths.
@@ -366,8 +419,96 @@ fn is_endpoint(family: Family, column: &[u8]) -> bool {
 fn is_hex_pair(column: &[u8], left: usize, right: usize) -> bool {
     column.len() == left + 1 + right
         && column[left] == b':'
-        && column[..left].iter().all(u8::is_ascii_hexdigit)
-        && column[left + 1..].iter().all(u8::is_ascii_hexdigit)
+        && all_hex(&column[..left])
+        && all_hex(&column[left + 1..])
+}
+
+/// Every byte is a hex digit.
+#[inline]
+fn all_hex(bytes: &[u8]) -> bool {
+    bytes.iter().all(u8::is_ascii_hexdigit)
+}
+
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// The high bit of every byte of `word` that is a hex digit (SWAR: eight bytes at once).
+#[inline]
+fn hex_digit_bytes(word: u64) -> u64 {
+    // With the high bits cleared no byte can carry into the next: adding (0x80 - low) sets
+    // a byte's high bit iff it is >= low, adding (0x7f - high) iff it is > high.
+    let low7 = word & !HIGHS;
+    let in_range = |x: u64, low: u8, high: u8| {
+        let at_least_low = x.wrapping_add(u64::from(0x80 - low) * ONES);
+        let above_high = x.wrapping_add(u64::from(0x7f - high) * ONES);
+        at_least_low & !above_high & HIGHS
+    };
+    let digits = in_range(low7, b'0', b'9');
+    let letters = in_range(low7 | (0x20 * ONES), b'a', b'f');
+    (digits | letters) & !word & HIGHS
+}
+
+/// The columns after the slot as the kernel prints them, one space apart: `H` is a hex
+/// digit, `?` is not looked at, anything else must be that byte. Checking this shape eight
+/// bytes at a time is the fast path; any other spacing takes the general path.
+const V4_SHAPE: &[u8; 56] = b"HHHHHHHH:HHHH HHHHHHHH:HHHH HH HHHHHHHH:HHHHHHHH ???????";
+const V6_SHAPE: &[u8; 104] = b"HHHHHHHHHHHHHHHHHHHHHHHHHHHHHHHH:HHHH HHHHHHHHHHHHHHHHHHHHHHHHHHHHHHHH:HHHH HH HHHHHHHH:HHHHHHHH ???????";
+/// Bytes of the shape that matter (up to the space after the queues).
+const V4_SHAPE_USED: usize = 49;
+const V6_SHAPE_USED: usize = 97;
+
+/// One 8-byte block of a shape: which bytes must be hex digits (high bits), which must
+/// equal a literal (mask and value).
+#[derive(Clone, Copy)]
+struct ShapeWord {
+    hex: u64,
+    literal_mask: u64,
+    literal: u64,
+}
+
+const fn shape_words<const WORDS: usize>(shape: &[u8]) -> [ShapeWord; WORDS] {
+    let mut words = [ShapeWord {
+        hex: 0,
+        literal_mask: 0,
+        literal: 0,
+    }; WORDS];
+    let mut index = 0;
+    while index < WORDS * 8 {
+        let byte = shape[index];
+        let shift = 8 * (index % 8) as u32;
+        let word = &mut words[index / 8];
+        if byte == b'H' {
+            word.hex |= 0x80 << shift;
+        } else if byte != b'?' {
+            word.literal_mask |= 0xff << shift;
+            word.literal |= (byte as u64) << shift;
+        }
+        index += 1;
+    }
+    words
+}
+
+static V4_WORDS: [ShapeWord; 7] = shape_words::<7>(V4_SHAPE);
+static V6_WORDS: [ShapeWord; 13] = shape_words::<13>(V6_SHAPE);
+
+/// True if `block` has `shape` (a fixed number of words, so the loop unrolls).
+#[inline]
+fn has_shape<const WORDS: usize>(block: &[u8], shape: &[ShapeWord; WORDS]) -> bool {
+    let mut fits = true;
+    for (index, expected) in shape.iter().enumerate() {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&block[index * 8..index * 8 + 8]);
+        let word = u64::from_le_bytes(bytes);
+        fits &= hex_digit_bytes(word) & expected.hex == expected.hex;
+        fits &= word & expected.literal_mask == expected.literal;
+    }
+    fits
+}
+
+/// The value of a byte already known to be a hex digit.
+#[inline]
+fn hex_value(byte: u8) -> u8 {
+    hex_digit(byte).unwrap_or(0)
 }
 
 #[inline]
@@ -550,6 +691,23 @@ mod tests {
             error.to_string(),
             "line 2: slot column is not \"<number>:\": \"??junk ??\""
         );
+    }
+
+    #[test]
+    fn hex_checks_agree_with_the_standard_library_on_every_byte() {
+        for byte in 0..=255u8 {
+            for position in 0..9 {
+                let mut digits = *b"0123456789";
+                digits[position] = byte;
+                assert_eq!(
+                    all_hex(&digits),
+                    digits.iter().all(u8::is_ascii_hexdigit),
+                    "byte {byte:#04x} at {position}"
+                );
+            }
+        }
+        assert!(all_hex(b"0123456789abcdefABCDEF0000000000"));
+        assert!(all_hex(b""));
     }
 
     #[test]

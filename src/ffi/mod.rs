@@ -12,6 +12,7 @@
 //! - parameters are never written to; they are copied out as byte slices for the call.
 
 mod abi;
+pub(crate) mod memchr;
 pub(crate) mod netlink_socket;
 
 use std::any::Any;
