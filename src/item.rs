@@ -65,21 +65,19 @@ pub fn execute(request: &ItemRequest, context: &Context<'_>) -> Result<ItemValue
             Ok(ItemValue::Unsigned(counts.get(*state)))
         }
         ItemRequest::TcpSummary { filter } => {
-            let counts = state_counts(context, filter, StateMask::ALL)?;
-            Ok(ItemValue::Text(report::summary(&counts)))
+            let counters = listen_counters(context)?;
+            with_listen_table(context, filter, |counts, table| {
+                Ok(report::summary(counts, table.ports(), counters))
+            })
         }
         ItemRequest::ListenDiscovery => {
-            with_listen_table(context, |table| Ok(report::discovery(table.ports())))
+            with_listen_table(context, &SocketFilter::default(), |_, table| {
+                Ok(report::discovery(table.ports()))
+            })
         }
         ItemRequest::ListenStats => {
-            let counters = ListenCounters {
-                overflows: netstat::read_tcp_ext_counter(
-                    &context.sources.netstat,
-                    "ListenOverflows",
-                )?,
-                drops: netstat::read_tcp_ext_counter(&context.sources.netstat, "ListenDrops")?,
-            };
-            with_listen_table(context, |table| {
+            let counters = listen_counters(context)?;
+            with_listen_table(context, &SocketFilter::default(), |_, table| {
                 Ok(report::listen_stats(table.ports(), counters))
             })
         }
@@ -128,8 +126,11 @@ impl SocketVisitor for StateCounter<'_> {
     }
 }
 
-/// Fills a borrowed listening-port table; `keep_ports` is the pass's reset mode.
+/// Counts the sockets a filter matches by state and by listening port, into a borrowed
+/// table; `keep_ports` is the pass's reset mode.
 struct TableFiller<'a> {
+    filter: &'a SocketFilter,
+    counts: StateCounts,
     table: &'a mut ListenTable,
     keep_ports: bool,
 }
@@ -137,12 +138,25 @@ struct TableFiller<'a> {
 impl SocketVisitor for TableFiller<'_> {
     #[inline]
     fn visit<S: SocketView>(&mut self, socket: &S) {
-        self.table.observe(socket);
+        if self.filter.matches(socket) {
+            self.counts.add_raw(socket.state());
+            self.table.observe(socket);
+        }
     }
 
     fn restart(&mut self) {
+        self.counts = StateCounts::default();
         self.table.reset(self.keep_ports);
     }
+}
+
+/// The kernel's listen-queue counters.
+fn listen_counters(context: &Context<'_>) -> Result<ListenCounters, String> {
+    let netstat = &context.sources.netstat;
+    Ok(ListenCounters {
+        overflows: netstat::read_tcp_ext_counter(netstat, "ListenOverflows")?,
+        drops: netstat::read_tcp_ext_counter(netstat, "ListenDrops")?,
+    })
 }
 
 /// Walks the sockets in `states` with the context's backend. Returns the states the walk
@@ -265,31 +279,42 @@ fn state_counts(
     Ok(counter.counts)
 }
 
-/// Fills the per-process listening-port table (two passes in the rare case the first
-/// cannot attribute every connection) and hands it to `render`.
+/// Counts the sockets `filter` matches, by state and by listening port (two passes in the
+/// rare case the first cannot attribute every connection), and hands both to `render`.
 fn with_listen_table(
     context: &Context<'_>,
-    render: impl FnOnce(&mut ListenTable) -> Result<String, String>,
+    filter: &SocketFilter,
+    render: impl FnOnce(&StateCounts, &mut ListenTable) -> Result<String, String>,
 ) -> Result<ItemValue, String> {
     LISTEN_TABLE.with(|cell| {
         let mut slot = cell
             .try_borrow_mut()
             .map_err(|_| "Internal error: listen table already in use.".to_owned())?;
-        let mut table = slot.take().unwrap_or_default();
-        let result = fill_listen_table(context, &mut table).and_then(|()| render(&mut table));
-        *slot = Some(table);
-        result.map(ItemValue::Text)
+        let table = slot.get_or_insert_with(ListenTable::default);
+        let counts = fill_listen_table(context, filter, table)?;
+        render(&counts, table).map(ItemValue::Text)
     })
 }
 
-fn fill_listen_table(context: &Context<'_>, table: &mut ListenTable) -> Result<(), String> {
+fn fill_listen_table(
+    context: &Context<'_>,
+    filter: &SocketFilter,
+    table: &mut ListenTable,
+) -> Result<StateCounts, String> {
+    let mut counts = StateCounts::default();
     for keep_ports in [false, true] {
-        let mut filler = TableFiller { table, keep_ports };
+        let mut filler = TableFiller {
+            filter,
+            counts: StateCounts::default(),
+            table,
+            keep_ports,
+        };
         filler.restart();
         walk(context, StateMask::ALL, &mut filler)?;
+        counts = filler.counts;
         if !table.needs_second_pass() {
             break;
         }
     }
-    Ok(())
+    Ok(counts)
 }

@@ -15,11 +15,19 @@ fn write_state_members(json: &mut String, counts: &StateCounts) {
     let _ = write!(json, "\"TOTAL\":{}", counts.total());
 }
 
-/// `{"ESTABLISHED":28,...,"CLOSING":1,"TOTAL":73}`
-pub fn summary(counts: &StateCounts) -> String {
-    let mut json = String::with_capacity(256);
+/// `{"ESTABLISHED":28,...,"CLOSING":1,"TOTAL":73,"ports":[...],"ListenOverflows":0,
+/// "ListenDrops":0}`: the states first (what `$.TIME_WAIT` reads), then the listening ports
+/// and counters, so one request can feed a whole template.
+pub fn summary<'a>(
+    counts: &StateCounts,
+    ports: impl Iterator<Item = &'a PortStats>,
+    counters: ListenCounters,
+) -> String {
+    let mut json = String::with_capacity(512);
     json.push('{');
     write_state_members(&mut json, counts);
+    json.push(',');
+    write_listen_members(&mut json, ports, counters);
     json.push('}');
     json
 }
@@ -50,7 +58,19 @@ pub fn listen_stats<'a>(
     ports: impl Iterator<Item = &'a PortStats>,
     counters: ListenCounters,
 ) -> String {
-    let mut json = String::from("{\"ports\":[");
+    let mut json = String::from("{");
+    write_listen_members(&mut json, ports, counters);
+    json.push('}');
+    json
+}
+
+/// Writes `"ports":[...],"ListenOverflows":n,"ListenDrops":n` (no braces).
+fn write_listen_members<'a>(
+    json: &mut String,
+    ports: impl Iterator<Item = &'a PortStats>,
+    counters: ListenCounters,
+) {
+    json.push_str("\"ports\":[");
     for (index, stats) in ports.enumerate() {
         if index > 0 {
             json.push(',');
@@ -60,15 +80,14 @@ pub fn listen_stats<'a>(
             "{{\"port\":{},\"listeners\":{},\"accept_queue\":{},",
             stats.port, stats.listeners, stats.accept_queue
         );
-        write_state_members(&mut json, &stats.states);
+        write_state_members(json, &stats.states);
         json.push('}');
     }
     let _ = write!(
         json,
-        "],\"ListenOverflows\":{},\"ListenDrops\":{}}}",
+        "],\"ListenOverflows\":{},\"ListenDrops\":{}",
         counters.overflows, counters.drops
     );
-    json
 }
 
 #[cfg(test)]
@@ -84,13 +103,27 @@ mod tests {
     }
 
     #[test]
-    fn summary_lists_every_state_then_total() {
-        assert_eq!(
-            summary(&counts(&[1, 1, 10, 6, 0xff])),
+    fn summary_lists_every_state_then_total_then_ports() {
+        let ports = [PortStats {
+            port: 22,
+            listeners: 1,
+            accept_queue: 0,
+            states: counts(&[10]),
+        }];
+        let json = summary(
+            &counts(&[1, 1, 10, 6, 0xff]),
+            ports.iter(),
+            ListenCounters {
+                overflows: 1,
+                drops: 2,
+            },
+        );
+        assert!(json.starts_with(
             "{\"ESTABLISHED\":2,\"SYN_SENT\":0,\"SYN_RECV\":0,\"FIN_WAIT1\":0,\"FIN_WAIT2\":0,\
              \"TIME_WAIT\":1,\"CLOSE\":0,\"CLOSE_WAIT\":0,\"LAST_ACK\":0,\"LISTEN\":1,\
-             \"CLOSING\":0,\"TOTAL\":5}"
-        );
+             \"CLOSING\":0,\"TOTAL\":5,\"ports\":[{\"port\":22,\"listeners\":1,"
+        ));
+        assert!(json.ends_with("\"TOTAL\":1}],\"ListenOverflows\":1,\"ListenDrops\":2}"));
     }
 
     #[test]

@@ -65,10 +65,10 @@ def config(tmp_path: Path, env, name: str, settings: str, **kwargs) -> ag.AgentC
 def comparable(result: ag.ItemResult):
     """The value with the parts that move on their own (kernel counters) taken out."""
     assert result.supported, result.raw
-    if result.value.startswith("{\"ports\""):
+    if result.value.startswith("{"):
         value = json.loads(result.value)
-        value.pop("ListenOverflows")
-        value.pop("ListenDrops")
+        value.pop("ListenOverflows", None)
+        value.pop("ListenDrops", None)
         return value
     return result.value
 

@@ -83,7 +83,9 @@ def summary(agentd, cfg, key) -> dict[str, int]:
 def test_tcp_summary_is_the_whole_table(scenario, agentd, agent_config, agent_ports):
     before, got = settled(lambda: summary(agentd, agent_config, "linux_status[tcp_summary]"))
     expected = sc.count_states(before)
-    assert list(got) == [*sc.KERNEL_STATES, "TOTAL"], "member order: kernel states, TOTAL"
+    assert list(got) == [*sc.KERNEL_STATES, "TOTAL", "ports", "ListenOverflows", "ListenDrops"], (
+        "member order: kernel states, TOTAL, then the listening ports and counters"
+    )
     assert {k: got[k] for k in sc.KERNEL_STATES} == expected
     assert got["TOTAL"] == len(before)
     assert sc.count_states(before, exclude_ports=agent_ports) == scenario.counts
