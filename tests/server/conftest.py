@@ -1,0 +1,246 @@
+"""Session fixtures for the template tests against a real Zabbix 6.0 server.
+
+Run as root inside a private network namespace (everything listens on 127.0.0.1 there):
+
+    tests/server/setup.sh       # once: server, frontend, PHP, locale (idempotent)
+    source scripts/setup
+    LINUX_STATUS_SO=$PWD/target/release/liblinux_status.so \\
+        unshare -n -- $PYTHON -m pytest -p no:cacheprovider -q tests/server
+
+Order of events: check the environment, check the namespace is fresh and bring `lo` up,
+start a sampler that records `ss -Htan` every 50 ms, bring up PostgreSQL + zabbix_server +
+the PHP frontend (stack.py), start zabbix_agentd 6.0 with the module (tests/e2e/agent.py),
+build and verify the known socket table (tests/e2e/scenario.py). Nothing is skipped: a
+missing piece fails the session with what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "e2e"))
+
+import agent as agent_mod  # noqa: E402  (tests/e2e/agent.py)
+import scenario as scenario_mod  # noqa: E402  (tests/e2e/scenario.py)
+import stack as stack_mod  # noqa: E402
+
+REQUIRED_ENV = ("LINUX_STATUS_SO", "ZABBIX_AGENTD", "ZABBIX_GET", "LD_LIBRARY_PATH")
+SAMPLE_INTERVAL = 0.05
+
+
+class Env:
+    def __init__(self) -> None:
+        self.so = Path(os.environ["LINUX_STATUS_SO"])
+        self.agentd = os.environ["ZABBIX_AGENTD"]
+        self.get = os.environ["ZABBIX_GET"]
+        self.locpath = Path(os.environ.get("ZABBIX_LOCPATH") or stack_mod.CACHE / "locale")
+
+
+@pytest.fixture(scope="session")
+def env() -> Env:
+    missing = [name for name in REQUIRED_ENV if not os.environ.get(name)]
+    if missing:
+        pytest.fail(
+            f"missing environment variable(s) {', '.join(missing)}: run `source scripts/setup` "
+            "and set LINUX_STATUS_SO to the built .so", pytrace=False,
+        )
+    e = Env()
+    problems = []
+    if not (e.so.is_absolute() and e.so.is_file()):
+        problems.append(f"LINUX_STATUS_SO={e.so} is not an existing absolute path")
+    for name, path in (("ZABBIX_AGENTD", e.agentd), ("ZABBIX_GET", e.get),
+                       ("zabbix_server", stack_mod.ZABBIX_SERVER)):
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            problems.append(f"{name}: {path} is not an executable file")
+    if not (stack_mod.FRONTEND_DIR / "api_jsonrpc.php").is_file():
+        problems.append(f"no Zabbix frontend in {stack_mod.FRONTEND_DIR}")
+    if problems:
+        pytest.fail("; ".join(problems) + " (run tests/server/setup.sh)", pytrace=False)
+    version = subprocess.run([e.agentd, "-V"], check=True, capture_output=True, text=True,
+                             timeout=10).stdout.splitlines()[0]
+    assert "(Zabbix) 6.0." in version, f"{e.agentd} is not agent 6.0: {version!r}"
+    return e
+
+
+@pytest.fixture(scope="session")
+def netns(env) -> None:
+    """Assert we run in a fresh private network namespace, then bring loopback up."""
+    own = os.readlink("/proc/self/ns/net")
+    for other in (os.getppid(), 1):
+        try:
+            theirs = os.readlink(f"/proc/{other}/ns/net")
+        except OSError:
+            continue
+        if own == theirs:
+            pytest.fail(
+                f"not in a private network namespace (ours {own} is pid {other}'s too): run "
+                "`unshare -n -- $PYTHON -m pytest -q tests/server`", pytrace=False,
+            )
+    existing = scenario_mod.ss_sockets()
+    if existing:
+        pytest.fail("not a fresh namespace: TCP sockets exist already:\n"
+                    + "\n".join(map(str, existing)), pytrace=False)
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
+
+    def lo_ready():
+        out = subprocess.run(["ip", "addr", "show", "dev", "lo"], capture_output=True,
+                             text=True, timeout=10).stdout
+        return "inet 127.0.0.1/8" in out and "inet6 ::1/128" in out
+
+    scenario_mod.wait_until(lo_ready, 5.0, "lo to be up with 127.0.0.1 and ::1")
+
+
+class Snapshot:
+    __slots__ = ("t", "sockets")
+
+    def __init__(self, t: float, sockets) -> None:
+        self.t = t
+        self.sockets = sockets
+
+
+class Sampler:
+    """`ss -Htan` every SAMPLE_INTERVAL s in a thread, time-stamped with time.time() (the
+    clock the server stamps values with): the oracle for values collected by the server."""
+
+    def __init__(self) -> None:
+        self.snapshots: list[Snapshot] = []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="ss-sampler", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            while not self.stopping.is_set():
+                t0 = time.time()
+                socks = scenario_mod.ss_sockets()
+                t1 = time.time()
+                with self.lock:
+                    # Stamp with the middle of the ss run.
+                    self.snapshots.append(Snapshot((t0 + t1) / 2, socks))
+                self.stopping.wait(SAMPLE_INTERVAL)
+        except BaseException as e:  # reported by between()
+            self.error = e
+
+    def between(self, start: float, end: float) -> list[Snapshot]:
+        assert self.error is None, f"the ss sampler died: {self.error!r}"
+        with self.lock:
+            return [s for s in self.snapshots if start <= s.t <= end]
+
+
+@pytest.fixture(scope="session")
+def sampler(netns):
+    s = Sampler()
+    s.thread.start()
+    try:
+        yield s
+    finally:
+        s.stopping.set()
+        s.thread.join(timeout=10)
+
+
+class Stack:
+    """The running server stack and its ports."""
+
+    def __init__(self, pg, server, frontend, activity, api, timings) -> None:
+        self.pg = pg
+        self.server = server
+        self.frontend = frontend
+        self.activity = activity
+        self.api = api
+        self.timings = timings
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return (self.pg.port, self.server.port, self.frontend.port)
+
+    def describe(self) -> str:
+        return self.server.describe()
+
+
+@pytest.fixture(scope="session")
+def stack(env, netns, sampler):
+    avoid = list(scenario_mod.SCENARIO_PORTS)
+    ports = []
+    for _ in range(3):
+        p = agent_mod.free_port(avoid=tuple(avoid), first=20100)
+        ports.append(p)
+        avoid.append(p)
+    pg_port, server_port, web_port = ports
+    pg = stack_mod.PgCluster(pg_port)
+    server = stack_mod.ZabbixServer(server_port, pg_port)
+    frontend = stack_mod.Frontend(web_port, pg_port, server_port, env.locpath)
+    activity = stack_mod.Activity()
+    timings = {}
+    try:
+        timings["postgresql (with loaded database)"] = pg.start()
+        timings["zabbix_server"] = server.start()
+        timings["php -S frontend"] = frontend.start()
+        api = stack_mod.Api(frontend, activity, server.describe)
+        stack_mod.wait_for(lambda: _api_up(api), stack_mod.START_TIMEOUT, "the API to answer",
+                           lambda: stack_mod.log_tail(frontend.log) + "\n" + server.describe())
+        api.login()
+        version = api.call("apiinfo.version", {})
+        assert version.startswith("6.0."), f"frontend API version {version}, expected 6.0.x"
+        yield Stack(pg, server, frontend, activity, api, timings)
+    finally:
+        errors = []
+        for name, stop in (("frontend", frontend.stop), ("zabbix_server", server.stop),
+                           ("postgresql", pg.stop)):
+            try:
+                stop()
+            except BaseException as e:  # keep tearing down the rest
+                errors.append(f"{name}: {e}")
+        pg.remove()
+        for d in (server.dir, frontend.dir):
+            subprocess.run(["rm", "-rf", str(d)], timeout=60)
+        print("\n[tests/server] start-up times: "
+              + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+        assert not errors, "teardown: " + "; ".join(errors)
+
+
+def _api_up(api) -> bool:
+    try:
+        api.call("apiinfo.version", {})
+        return True
+    except AssertionError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def agent(env, stack):
+    port = agent_mod.free_port(avoid=(*scenario_mod.SCENARIO_PORTS, *stack.ports))
+    cfg = agent_mod.write_config(stack_mod.private_dir("zbx-agent-"), env.so, port)
+    a = agent_mod.Agent(env.agentd, env.get, cfg)
+    a.start()
+    try:
+        yield a
+    finally:
+        crash = a.crash_lines()
+        status = a.stop()
+        subprocess.run(["rm", "-rf", str(cfg.directory)], timeout=60)
+        assert not crash, "agent log has crash lines:\n" + "\n".join(crash)
+        assert status == 0, f"zabbix_agentd exited {status} on SIGTERM"
+
+
+@pytest.fixture(scope="session")
+def scenario(stack, agent):
+    """The e2e suite's known socket table, verified against ss with the stack's and the
+    agent's ports left out. `time_wait_wall` is when its TIME_WAIT sockets were made
+    (time.time()), they vanish 60 s later."""
+    sc = scenario_mod.Scenario()
+    try:
+        sc.build()
+        sc.verify(exclude_ports=(*stack.ports, agent.cfg.port))
+        sc.time_wait_wall = time.time() - (time.monotonic() - sc.time_wait_created)
+        yield sc
+    finally:
+        sc.close()
