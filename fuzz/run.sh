@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Fuzz one target of linux_status for a bounded time, on the STABLE Rust toolchain.
+#
+#   fuzz/run.sh TARGET [SECONDS]      TARGET: proc_parser | key_grammar | all   (default 60 s)
+#
+# How it works without nightly or cargo-fuzz: the libfuzzer-sys crate compiles LLVM's
+# libFuzzer from its bundled C++ sources (needs a C++ compiler), and rustc's stable codegen
+# flags (-C passes=sancov-module, -C llvm-args=-sanitizer-coverage-*) add the coverage
+# counters libFuzzer reads. `--target <host>` keeps those flags off build scripts and proc
+# macros. There is no AddressSanitizer (that needs -Zsanitizer): the code under test is safe
+# Rust, and what is hunted is panics (overflow and debug assertions on), hangs, runaway memory
+# and disagreement with the naive reference parser.
+#
+# Installs what is missing (g++, libclang for the main crate's bindgen) with apt-get; the
+# build is cached in fuzz/target, the growing corpus in fuzz/corpus/TARGET (seeds regenerated
+# from tests/fixtures on every run into fuzz/corpus/seeds-TARGET). A crash leaves its input in
+# fuzz/artifacts/TARGET/ and makes this script exit non-zero; reproduce it with
+#   fuzz/target/<host>/release/TARGET fuzz/artifacts/TARGET/crash-...
+# Prints, per target: executions, exec/s, coverage (cov = edges, ft = features), corpus size.
+set -euo pipefail
+
+FUZZ_DIR="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(dirname "$FUZZ_DIR")"
+TARGET="${1:-}"
+SECONDS_PER_TARGET="${2:-60}"
+TARGETS=(proc_parser key_grammar)
+
+usage() { echo "usage: $0 {proc_parser|key_grammar|all} [SECONDS]" >&2; exit 2; }
+case "$TARGET" in
+    proc_parser|key_grammar) RUN=("$TARGET") ;;
+    all) RUN=("${TARGETS[@]}") ;;
+    *) usage ;;
+esac
+[[ "$SECONDS_PER_TARGET" =~ ^[1-9][0-9]*$ ]] || usage
+
+log() { printf '[fuzz] %s\n' "$*"; }
+
+# --- what the build needs ---------------------------------------------------------------
+missing=()
+command -v c++ >/dev/null || missing+=(g++)
+ldconfig -p 2>/dev/null | grep -q 'libclang' || missing+=(libclang-dev)
+if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+export RUSTUP_TOOLCHAIN=stable
+HOST="$(rustc -vV | sed -n 's/^host: //p')"
+log "$(rustc -V) (host $HOST), libFuzzer via libfuzzer-sys"
+
+# --- build (cached) ---------------------------------------------------------------------
+export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table -Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks"
+(cd "$FUZZ_DIR" && cargo build --quiet --release --locked --target "$HOST" --bins 2>&1) || {
+    # --locked fails only before the first lock file exists; build once without it.
+    (cd "$FUZZ_DIR" && cargo build --quiet --release --target "$HOST" --bins)
+}
+BIN_DIR="$FUZZ_DIR/target/$HOST/release"
+
+# --- seeds from tests/fixtures ----------------------------------------------------------
+# proc_parser input: 7 control bytes (family, buffer size, 4 read sizes), then table text.
+seed_proc_parser() {
+    local dir="$1" fixture file name family
+    local i=0
+    for fixture in "$ROOT"/tests/fixtures/*/; do
+        for file in tcp tcp6; do
+            [[ -f "$fixture$file" ]] || continue
+            name="$(basename "$fixture")-$file"
+            family='\x00'; [[ $file == tcp6 ]] && family='\x01'
+            # production buffer, one big read
+            { printf "$family"'\xf0\x00\xff\xff\xff\xff'; head -c 12000 "$fixture$file"; } >"$dir/$name-prod"
+            # 300-byte buffer (longer than any line), reads of 1, 7, 150 bytes, one EINTR
+            { printf "$family"'\x2b\x01\x01\x07\x96\x00'; head -c 12000 "$fixture$file"; } >"$dir/$name-small"
+            # 100-byte buffer: shorter than a line (LineTooLong)
+            { printf "$family"'\x63\x00\x40\x40\x40\x40'; head -c 2000 "$fixture$file"; } >"$dir/$name-tiny"
+            i=$((i + 3))
+        done
+    done
+    echo "$i"
+}
+
+# key_grammar input: parameters, each ended by NUL.
+seed_key_grammar() {
+    local dir="$1" i=0 state
+    emit() { printf "$1" >"$dir/seed-$i"; i=$((i + 1)); }
+    emit ''
+    emit '\x00'
+    emit 'version'
+    emit 'version\x00\x00'
+    emit 'tcp_status'
+    emit 'tcp_status\x00\x00'
+    emit 'tcp_stat\x00LISTEN'
+    emit 'tcp_status\x00LISTEN\x00extra'
+    for state in ESTABLISHED ESTAB SYN_SENT SYN-SENT SYN_RECV SYN-RECV SYN_RCVD FIN_WAIT1 \
+        FIN-WAIT-1 FIN_WAIT_1 FIN_WAIT2 FIN-WAIT-2 TIME_WAIT TIME-WAIT CLOSE UNCONN CLOSED \
+        CLOSE_WAIT CLOSE-WAIT LAST_ACK LAST-ACK LISTEN CLOSING 'time_wait ' WAIT; do
+        emit "tcp_status\\x00$state"
+    done
+    emit 'tcp_status\x00LISTEN\x00127.0.0.1\x00\x00\x00'
+    emit 'tcp_status\x00ESTAB\x00\x00\x00::1\x00ssh'
+    emit 'tcp_status\x00ESTAB\x0010.0.0.0/8\x0022\x00fd00::/8\x0065535'
+    emit 'tcp_summary'
+    emit 'tcp_summary\x00::ffff:127.0.0.1\x00http\x00\x00'
+    emit 'listen_discovery'
+    emit 'listen_stats'
+    emit 'tcp_ext\x00ListenOverflows'
+    emit 'tcp_ext\x00NoSuchCounter'
+    echo "$i"
+}
+
+failed=0
+for target in "${RUN[@]}"; do
+    corpus="$FUZZ_DIR/corpus/$target"
+    seeds="$FUZZ_DIR/corpus/seeds-$target"
+    artifacts="$FUZZ_DIR/artifacts/$target"
+    out="$FUZZ_DIR/artifacts/$target.log"
+    rm -rf "$seeds"
+    mkdir -p "$corpus" "$seeds" "$artifacts"
+    n="$("seed_$target" "$seeds")"
+    log "$target: ${SECONDS_PER_TARGET} s, $n seeds, corpus $(find "$corpus" -type f | wc -l) inputs"
+    max_len=4096
+    [[ $target == proc_parser ]] && max_len=16384
+    set +e
+    # -timeout: one input taking > 10 s is a hang; the outer timeout is a last resort.
+    timeout --signal=KILL "$((SECONDS_PER_TARGET + 120))" \
+        "$BIN_DIR/$target" "$corpus" "$seeds" \
+        -max_total_time="$SECONDS_PER_TARGET" -max_len="$max_len" -timeout=10 \
+        -rss_limit_mb=2048 -dict="$FUZZ_DIR/dict/$target.dict" -print_final_stats=1 \
+        -artifact_prefix="$artifacts/" -error_exitcode=77 -timeout_exitcode=78 \
+        >"$out" 2>&1
+    rc=$?
+    set -e
+    execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$out" | tail -1)"
+    rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$out" | tail -1)"
+    rss="$(sed -n 's/^stat::peak_rss_mb: *//p' "$out" | tail -1)"
+    cov_line="$(grep -E '^#[0-9]+.*cov: ' "$out" | tail -1 || true)"
+    cov="$(sed -n 's/.*cov: \([0-9]*\).*/\1/p' <<<"$cov_line")"
+    ft="$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$cov_line")"
+    corp="$(sed -n 's/.* corp: \([0-9]*\/[0-9A-Za-z]*\).*/\1/p' <<<"$cov_line")"
+    if ((rc == 0)) && [[ -n "$execs" ]]; then
+        log "$target: OK  execs=$execs exec/s=$rate cov=$cov ft=$ft corpus=$corp peak_rss=${rss}MB"
+    else
+        failed=1
+        log "$target: FAILED (exit $rc) execs=${execs:-?} cov=${cov:-?}; log: $out"
+        grep -E '^(==|INFO: Running|Test unit written|panicked|thread .* panicked)|SUMMARY|assert' "$out" | head -20 || true
+        ls -1 "$artifacts" | sed 's/^/[fuzz]   artifact: /' || true
+    fi
+done
+exit "$failed"
