@@ -12,6 +12,9 @@
 //! [`item`] (answers a request). `ffi` holds every `extern "C"` function and every `unsafe`
 //! block, including the netlink socket calls.
 
+// Every unsafe block says why it is sound; all of them are under src/ffi/.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod config;
 pub mod filter;
 pub mod item;

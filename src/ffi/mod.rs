@@ -164,7 +164,7 @@ unsafe extern "C" fn linux_status_item(
     );
     // SAFETY: `result` is non-null and points to the agent's zero-filled result, at least
     // 64 bytes long, which the agent does not touch during the call.
-    unsafe { store_outcome(&mut *result, outcome) }
+    store_outcome(unsafe { &mut *result }, outcome)
 }
 
 /// Borrows the request's parameters as byte slices.
@@ -200,10 +200,7 @@ unsafe fn read_params<'a>(request: *const zbx_agent_request) -> Result<Vec<&'a [
 }
 
 /// Writes a value or an error message into the agent's result.
-///
-/// # Safety
-/// `result` must be the agent's result struct, exclusively ours for this call.
-unsafe fn store_outcome(
+fn store_outcome(
     result: &mut zbx_agent_result,
     outcome: Result<ItemValue, String>,
 ) -> c_int {
@@ -276,8 +273,7 @@ mod tests {
     #[test]
     fn failures_set_a_message_and_fail() {
         let mut result = zeroed_result();
-        // SAFETY: a local result, exclusively ours.
-        let code = unsafe { store_outcome(&mut result, Err("bad key".into())) };
+        let code = store_outcome(&mut result, Err("bad key".into()));
         assert_eq!(code, abi::SYSINFO_RET_FAIL);
         assert_eq!(result.type_, abi::AR_MESSAGE);
         assert_eq!(take_c_string(result.msg), "bad key");
@@ -286,8 +282,7 @@ mod tests {
     #[test]
     fn values_set_their_type_bit() {
         let mut result = zeroed_result();
-        // SAFETY: a local result, exclusively ours.
-        let code = unsafe { store_outcome(&mut result, Ok(ItemValue::Unsigned(42))) };
+        let code = store_outcome(&mut result, Ok(ItemValue::Unsigned(42)));
         assert_eq!(code, abi::SYSINFO_RET_OK);
         assert_eq!((result.type_, result.ui64), (abi::AR_UINT64, 42));
         assert!(result.msg.is_null());

@@ -30,9 +30,8 @@ impl NetlinkSocket {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `fd` is a descriptor we just opened and nothing else owns.
-        Ok(NetlinkSocket {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(NetlinkSocket { fd })
     }
 
     /// Bounds every later `recv` so a silent kernel cannot block the agent worker.
