@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,14 +46,32 @@ def main() -> int:
             for state in sc.KERNEL_STATES:
                 ss_name = sc.KERNEL_TO_SS[state]
                 key = f"linux_status[tcp_status,{ss_name}]"
-                before = sc.count_states(sc.ss_sockets())[state]
-                answer = ag.zabbix_get(get, port, key)
+                # A socket of an earlier query may be closing right now: ask again until
+                # ss gives the same count for the state just before and just after.
+                for _ in range(5):
+                    before = sc.count_states(sc.ss_sockets())[state]
+                    answer = ag.zabbix_get(get, port, key)
+                    time.sleep(0.05)
+                    own_gone = sc.count_states(sc.ss_sockets())
+                    if state == "TIME_WAIT":
+                        # the query just made leaves one TIME_WAIT on the agent's side
+                        own_gone[state] -= 1
+                    if own_gone[state] == before:
+                        break
                 value = answer.value if answer.supported else f"ERROR {answer.message}"
                 own = QUERY_OWN.get(state, 0)
                 note = f"  (+{own}: the query's own connection)" if own else ""
                 print(f"{key:<44} {value:>6} {before:>8}{note}")
                 if not answer.supported or int(answer.value) != before + own:
                     mismatches += 1
+            print()
+            for key in (
+                "linux_status[tcp_summary]",
+                "linux_status[tcp_status,ESTAB,127.0.0.1,20003]",
+                "linux_status[listen_discovery]",
+            ):
+                answer = ag.zabbix_get(get, port, key)
+                print(f"{key}\n  -> {answer.raw.strip()}")
             print()
             for key in ("linux_status[tcp_status,WAIT]", "linux_status[tcp_status]"):
                 answer = ag.zabbix_get(get, port, key)
