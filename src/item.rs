@@ -19,6 +19,7 @@ use crate::parse::SocketView;
 use crate::report::{self, ListenCounters};
 use crate::scan::{Deadline, ProcSources, Scanner};
 use crate::settings;
+use crate::snapshot::{Lookup, SharedSnapshot};
 use crate::state::StateCounts;
 
 /// A successful answer.
@@ -35,6 +36,8 @@ pub struct Context<'a> {
     pub backend: Backend,
     /// Zero: every request scans.
     pub snapshot_lifetime: Duration,
+    /// The unfiltered counts shared by every worker of the agent, if mapped at init.
+    pub shared_snapshot: Option<&'static SharedSnapshot>,
     pub deadline: Deadline,
 }
 
@@ -52,6 +55,7 @@ pub fn answer(params: &[&[u8]]) -> Result<ItemValue, String> {
         sources: &settings.sources,
         backend: settings::backend(),
         snapshot_lifetime: settings.config.snapshot_lifetime,
+        shared_snapshot: settings.shared_snapshot,
         deadline: Deadline::after(settings::timeout()),
     };
     execute(&request, &context)
@@ -96,6 +100,7 @@ pub fn count_states(sources: &ProcSources, deadline: Deadline) -> Result<StateCo
         sources,
         backend: Backend::Proc,
         snapshot_lifetime: Duration::ZERO,
+        shared_snapshot: None,
         deadline,
     };
     state_counts(&context, &SocketFilter::default(), StateMask::ALL)
@@ -243,6 +248,11 @@ fn state_counts(
     wanted: StateMask,
 ) -> Result<StateCounts, String> {
     let lifetime = context.snapshot_lifetime;
+    if let Some(shared) = context.shared_snapshot {
+        if !lifetime.is_zero() && filter.is_any() {
+            return shared_state_counts(context, shared);
+        }
+    }
     if !lifetime.is_zero() {
         let cached = SNAPSHOTS.with(|cell| {
             cell.borrow().iter().find_map(|snapshot| {
@@ -277,6 +287,47 @@ fn state_counts(
         });
     }
     Ok(counter.counts)
+}
+
+/// The unfiltered counts through the snapshot all workers share: reuse a fresh one, or
+/// refresh it (one worker scans, the others wait for its result).
+fn shared_state_counts(
+    context: &Context<'_>,
+    shared: &SharedSnapshot,
+) -> Result<StateCounts, String> {
+    let nanos = |duration: Duration| u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+    let lifetime = nanos(context.snapshot_lifetime);
+    let stale_after = nanos(context.deadline.budget().unwrap_or(settings::timeout()));
+    loop {
+        match shared.lookup(settings::shared_clock_nanos(), lifetime, stale_after) {
+            Lookup::Fresh(counts) => return Ok(counts),
+            Lookup::Refresh => {
+                let mut counter = StateCounter {
+                    filter: &SocketFilter::default(),
+                    counts: StateCounts::default(),
+                };
+                return match walk(context, StateMask::ALL, &mut counter) {
+                    Ok(_) => {
+                        shared.publish(&counter.counts, settings::shared_clock_nanos());
+                        Ok(counter.counts)
+                    }
+                    Err(error) => {
+                        shared.release();
+                        Err(error)
+                    }
+                };
+            }
+            Lookup::Wait => {
+                if context.deadline.expired() {
+                    return Err(format!(
+                        "Waited for another agent process's scan past the agent Timeout of {} s.",
+                        context.deadline.budget().unwrap_or_default().as_secs()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
 }
 
 /// Counts the sockets `filter` matches, by state and by listening port (two passes in the

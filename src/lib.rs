@@ -9,6 +9,7 @@
 //! grammar), [`filter`] (address/port filters), [`parse`] and [`scan`] (/proc text),
 //! [`netlink`] (sock_diag wire format), [`listen`] (per-port aggregation), [`netstat`]
 //! (TcpExt counters), [`report`] (JSON), [`config`] and [`settings`] (configuration),
+//! [`snapshot`] (the state counts shared by the agent's workers),
 //! [`item`] (answers a request). `ffi` holds every `extern "C"` function and every `unsafe`
 //! block, including the netlink socket calls.
 
@@ -26,6 +27,7 @@ pub mod parse;
 pub mod report;
 pub mod scan;
 pub mod settings;
+pub mod snapshot;
 pub mod state;
 
 mod ffi;

@@ -8,12 +8,13 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use once_cell::sync::OnceCell;
 
 use crate::config::{self, Backend, Config, ConfigError};
 use crate::scan::ProcSources;
+use crate::snapshot::SharedSnapshot;
 
 /// Test-only: a directory holding `tcp`, `tcp6` and `netstat` to read instead of /proc/net.
 pub const PROC_NET_DIR_VARIABLE: &str = "LINUX_STATUS_PROC_NET_DIR";
@@ -27,9 +28,13 @@ pub struct Settings {
     pub sources: ProcSources,
     pub config: Config,
     pub config_path: PathBuf,
+    /// The snapshot every worker shares (mapped before the fork), if the mapping worked.
+    pub shared_snapshot: Option<&'static SharedSnapshot>,
 }
 
 static SETTINGS: OnceCell<Settings> = OnceCell::new();
+/// The origin of the clock the workers share (fixed before the fork).
+static CLOCK_ORIGIN: OnceCell<Instant> = OnceCell::new();
 static TIMEOUT_SECONDS: AtomicU32 = AtomicU32::new(DEFAULT_TIMEOUT_SECONDS);
 /// Set once netlink has failed in this process: later scans use /proc directly.
 static NETLINK_REFUSED: AtomicBool = AtomicBool::new(false);
@@ -38,10 +43,12 @@ static NETLINK_REFUSED: AtomicBool = AtomicBool::new(false);
 pub fn init(
     proc_net_dir: Option<OsString>,
     config_override: Option<OsString>,
+    shared_snapshot: Option<&'static SharedSnapshot>,
 ) -> Result<&'static Settings, ConfigError> {
     if let Some(settings) = SETTINGS.get() {
         return Ok(settings);
     }
+    CLOCK_ORIGIN.get_or_init(Instant::now);
     let sources = match proc_net_dir {
         Some(dir) if !dir.is_empty() => ProcSources::in_dir(&PathBuf::from(dir)),
         _ => ProcSources::system(),
@@ -52,7 +59,14 @@ pub fn init(
         sources,
         config,
         config_path,
+        shared_snapshot,
     }))
+}
+
+/// Nanoseconds since the clock origin, the same clock in every worker of one agent.
+pub fn shared_clock_nanos() -> u64 {
+    let origin = CLOCK_ORIGIN.get_or_init(Instant::now);
+    u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// The settings fixed at init, or the defaults if init never ran.
@@ -61,6 +75,7 @@ pub fn get() -> &'static Settings {
         sources: ProcSources::system(),
         config: Config::default(),
         config_path: PathBuf::from(config::DEFAULT_CONFIG_PATH),
+        shared_snapshot: None,
     })
 }
 

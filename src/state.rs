@@ -169,6 +169,9 @@ pub fn trim_spaces(mut bytes: &[u8]) -> &[u8] {
     bytes
 }
 
+/// How many numbers [`StateCounts::to_slots`] gives.
+pub const STATE_SLOTS: usize = 13;
+
 /// Socket counts per state, plus sockets whose `st` is not one of the eleven real states
 /// (a future kernel's addition must not break the known counts, nor be silently lost).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -199,6 +202,23 @@ impl StateCounts {
     /// Every socket seen, known states and others.
     pub fn total(&self) -> u64 {
         self.by_kernel_number.iter().sum::<u64>() + self.other
+    }
+
+    /// The counts as plain numbers (for sharing them between agent workers).
+    pub fn to_slots(&self) -> [u64; STATE_SLOTS] {
+        let mut slots = [0; STATE_SLOTS];
+        slots[..12].copy_from_slice(&self.by_kernel_number);
+        slots[12] = self.other;
+        slots
+    }
+
+    pub fn from_slots(slots: [u64; STATE_SLOTS]) -> StateCounts {
+        let mut by_kernel_number = [0; 12];
+        by_kernel_number.copy_from_slice(&slots[..12]);
+        StateCounts {
+            by_kernel_number,
+            other: slots[12],
+        }
     }
 
     pub fn merge(&mut self, other: &StateCounts) {

@@ -72,6 +72,7 @@ fn fixture() -> &'static Fixture {
         let settings = settings::init(
             Some(dir.clone().into_os_string()),
             Some(no_config.as_os_str().to_owned()),
+            None,
         )
         .expect("settings");
         assert_eq!(
@@ -119,6 +120,7 @@ fuzz_target!(|input: &[u8]| {
         sources: &fixture.sources,
         backend: Backend::Proc,
         snapshot_lifetime: Duration::ZERO,
+        shared_snapshot: None,
         deadline: Deadline::none(),
     };
     let executed = execute(&request, &context);

@@ -14,6 +14,7 @@
 mod abi;
 pub(crate) mod memchr;
 pub(crate) mod netlink_socket;
+mod shared_memory;
 
 use std::any::Any;
 use std::ffi::{c_char, c_int, c_uint, CStr};
@@ -78,6 +79,7 @@ pub extern "C" fn zbx_module_init() -> c_int {
             let settings = settings::init(
                 std::env::var_os(settings::PROC_NET_DIR_VARIABLE),
                 std::env::var_os(config::CONFIG_PATH_VARIABLE),
+                shared_memory::map_shared_snapshot(),
             );
             match settings {
                 Ok(_) => {
@@ -200,10 +202,7 @@ unsafe fn read_params<'a>(request: *const zbx_agent_request) -> Result<Vec<&'a [
 }
 
 /// Writes a value or an error message into the agent's result.
-fn store_outcome(
-    result: &mut zbx_agent_result,
-    outcome: Result<ItemValue, String>,
-) -> c_int {
+fn store_outcome(result: &mut zbx_agent_result, outcome: Result<ItemValue, String>) -> c_int {
     match outcome {
         Ok(ItemValue::Unsigned(value)) => {
             result.ui64 = value;

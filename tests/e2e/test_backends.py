@@ -5,7 +5,8 @@
 - when netlink is refused (here: an LD_PRELOAD shim that makes socket(AF_NETLINK,
   NETLINK_SOCK_DIAG) fail with EACCES, as SELinux does without netlink_tcpdiag_socket), the
   module says so once and answers from /proc, exactly;
-- `SnapshotLifetime` makes a worker reuse its last scan for that long, and 0 disables reuse;
+- `SnapshotLifetime` makes every worker reuse one scan for that long (a snapshot shared
+  through memory mapped before the fork), and 0 disables reuse;
 - a bad configuration file makes the agent refuse to start, naming the file, line and
   problem.
 """
@@ -146,28 +147,31 @@ def start_with_env(agent: ag.Agent, environment: dict[str, str]) -> None:
         ag.agent_env = original
 
 
-def test_snapshot_lifetime_reuses_a_scan_then_expires(scenario, agentd, env, tmp_path, agent_ports):
-    """One worker, SnapshotLifetime=4000: each passive check leaves a TIME_WAIT on the agent
-    port, which a second query within the lifetime does not see yet, and one after does."""
-    cfg = config(tmp_path, env, "snapshot", "SnapshotLifetime=4000\n", start_agents=1)
+def test_snapshot_lifetime_one_scan_shared_by_every_worker_then_expires(
+    scenario, agentd, env, tmp_path, agent_ports
+):
+    """SnapshotLifetime=4000 on an agent with 3 listener workers: each passive check leaves a
+    TIME_WAIT on the agent port, yet six checks within the lifetime all give the first one's
+    count — the accepts spread over the workers, and a per-worker cache would have rescanned
+    and seen the new TIME_WAITs — and one after the lifetime scans again."""
+    cfg = config(tmp_path, env, "snapshot", "SnapshotLifetime=4000\n", start_agents=3)
     agent = ag.Agent(agentd, env.get, cfg)
     agent_ports.append(cfg.port)
     agent.start()
     key = "linux_status[tcp_status,TIME_WAIT]"
     try:
         time.sleep(4.5)  # let the start-up pings' scan (if any) expire
-        first = int(ag.zabbix_get(env.get, cfg.port, key).value)
         started = time.monotonic()
-        second = int(ag.zabbix_get(env.get, cfg.port, key).value)
+        answers = [int(ag.zabbix_get(env.get, cfg.port, key).value) for _ in range(6)]
         reused_within = time.monotonic() - started
         ss_now = sc.count_states(sc.ss_sockets())["TIME_WAIT"]
-        assert reused_within < 3.0, "the second query came too late to test reuse"
-        assert second == first, "a query within the lifetime reuses the scan"
-        assert ss_now > second, "the first query's TIME_WAIT exists but was not rescanned"
+        assert reused_within < 3.0, "the queries came too late to test reuse"
+        assert len(set(answers)) == 1, f"one scan serves every worker: {answers}"
+        assert ss_now >= answers[0] + 5, "the queries' TIME_WAITs exist but were not rescanned"
         time.sleep(4.5)
         before = sc.count_states(sc.ss_sockets())["TIME_WAIT"]
-        third = int(ag.zabbix_get(env.get, cfg.port, key).value)
-        assert third == before, "after the lifetime the worker scans again"
+        fresh = int(ag.zabbix_get(env.get, cfg.port, key).value)
+        assert fresh == before, "after the lifetime a worker scans again"
     finally:
         agent.stop()
 

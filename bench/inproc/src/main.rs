@@ -140,7 +140,7 @@ fn one_line(text: &str) -> String {
 
 /// What `zbx_module_init` + `zbx_module_item_timeout` do in an agent, minus the agent.
 fn init() -> Result<String, String> {
-    let settings = linux_status::settings::init(None, std::env::var_os("LINUX_STATUS_CONFIG"))
+    let settings = linux_status::settings::init(None, std::env::var_os("LINUX_STATUS_CONFIG"), None)
         .map_err(|error| error.to_string())?;
     linux_status::settings::set_timeout_seconds(AGENT_TIMEOUT_SECONDS);
     linux_status::item::probe_backend();
