@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import agent as agent_mod
+import netns as netns_mod
 import scenario as scenario_mod
 
 REQUIRED_ENV = (
@@ -46,68 +47,18 @@ class Env:
 
 @pytest.fixture(scope="session", autouse=True)
 def env() -> Env:
-    missing = [name for name in REQUIRED_ENV if not os.environ.get(name)]
-    if missing:
-        pytest.fail(
-            f"missing environment variable(s) {', '.join(missing)}: run "
-            "`source scripts/setup` and set LINUX_STATUS_SO to the built .so",
-            pytrace=False,
-        )
-    values = {name: os.environ[name] for name in REQUIRED_ENV}
-    e = Env(values)
-    problems = []
-    if not e.so.is_absolute():
-        problems.append(f"LINUX_STATUS_SO={e.so} is not an absolute path")
-    if not e.so.is_file():
-        problems.append(f"LINUX_STATUS_SO={e.so} does not exist (cargo build --release)")
-    binaries = [(variable, values[variable]) for _, variable in AGENT_LINES]
-    for name, path in [*binaries, ("ZABBIX_GET", e.get)]:
-        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-            problems.append(f"{name}={path} is not an executable file")
-    if problems:
-        pytest.fail("; ".join(problems), pytrace=False)
-    return e
+    values = netns_mod.require(
+        REQUIRED_ENV,
+        {variable: os.environ.get(variable, "") for variable in ("ZABBIX_GET", *dict(AGENT_LINES).values())},
+    )
+    return Env(values)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def netns(env: Env) -> None:
-    """Assert we run in a fresh private network namespace, then bring loopback up."""
-    own = os.readlink("/proc/self/ns/net")
-    # `unshare -n -- python` execs python, so our parent is still outside the namespace.
-    # (pid 1's namespace link is not readable in every container, the parent's is.)
-    for other in (os.getppid(), 1):
-        try:
-            theirs = os.readlink(f"/proc/{other}/ns/net")
-        except OSError:
-            continue
-        if own == theirs:
-            pytest.fail(
-                f"not in a private network namespace (ours {own} is pid {other}'s too): "
-                "run the suite as `unshare -n -- $PYTHON -m pytest -q tests/e2e`",
-                pytrace=False,
-            )
-    links = subprocess.run(
-        ["ip", "-o", "link", "show"], check=True, capture_output=True, text=True, timeout=10
-    ).stdout
-    names = [line.split(":")[1].strip().split("@")[0] for line in links.splitlines()]
-    if names != ["lo"]:
-        pytest.fail(f"not a fresh namespace: interfaces {names}, expected only lo", pytrace=False)
-    existing = scenario_mod.ss_sockets()
-    if existing:
-        pytest.fail(
-            "not a fresh namespace: TCP sockets exist before the scenario:\n"
-            + "\n".join(map(str, existing)),
-            pytrace=False,
-        )
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
-
-    def lo_ready():
-        out = subprocess.run(
-            ["ip", "addr", "show", "dev", "lo"], capture_output=True, text=True, timeout=10
-        ).stdout
-        return "inet 127.0.0.1/8" in out and "inet6 ::1/128" in out
-
-    scenario_mod.wait_until(lo_ready, 5.0, "lo to be up with 127.0.0.1 and ::1")
+    """A fresh private network namespace with its own socket hash, loopback up."""
+    cost = netns_mod.enter_private_namespace("unshare -n -- $PYTHON -m pytest -q tests/e2e")
+    print(f"\n[e2e] {cost}")
 
 
 @pytest.fixture(scope="session")

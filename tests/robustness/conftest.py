@@ -18,12 +18,9 @@ the pytest temporary directory, whose path is printed at the end).
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +29,7 @@ E2E = Path(__file__).resolve().parent.parent / "e2e"
 sys.path.insert(0, str(E2E))
 
 import agent as agent_mod  # noqa: E402  (tests/e2e/agent.py)
+import netns as netns_mod  # noqa: E402  (tests/e2e/netns.py)
 import scenario as scenario_mod  # noqa: E402  (tests/e2e/scenario.py)
 
 REQUIRED_ENV = ("LINUX_STATUS_SO", "ZABBIX_AGENTD", "ZABBIX_GET", "LD_LIBRARY_PATH")
@@ -46,80 +44,21 @@ class Env:
 
 @pytest.fixture(scope="session")
 def env() -> Env:
-    missing = [name for name in REQUIRED_ENV if not os.environ.get(name)]
-    if missing:
-        pytest.fail(
-            f"missing environment variable(s) {', '.join(missing)}: run "
-            "`source scripts/setup` and set LINUX_STATUS_SO to the built .so",
-            pytrace=False,
-        )
-    e = Env()
-    problems = []
-    if not (e.so.is_absolute() and e.so.is_file()):
-        problems.append(f"LINUX_STATUS_SO={e.so} is not an absolute path to a file")
-    for name, path in (("ZABBIX_AGENTD", e.agentd), ("ZABBIX_GET", e.get)):
-        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-            problems.append(f"{name}={path} is not an executable file")
-    if os.geteuid() != 0:
-        problems.append("must run as root (network namespace, agent as root)")
-    if problems:
-        pytest.fail("; ".join(problems), pytrace=False)
-    return e
-
-
-CLONE_NEWNET = 0x40000000
-# Buckets of the private TCP socket hash of the namespace the tests run in (see `netns`).
-CHILD_EHASH_ENTRIES = 4096
-
-
-def time_proc_net_tcp() -> float:
-    """Seconds one full read of /proc/net/tcp takes here."""
-    started = time.monotonic()
-    with open("/proc/net/tcp", "rb") as f:
-        while f.read(65536):
-            pass
-    return time.monotonic() - started
+    netns_mod.require(
+        REQUIRED_ENV,
+        {name: os.environ.get(name, "") for name in ("ZABBIX_AGENTD", "ZABBIX_GET")},
+    )
+    return Env()
 
 
 @pytest.fixture(scope="session", autouse=True)
 def netns(env) -> None:
-    """A private network namespace (unshare -n) with loopback up.
-
-    One more step makes the figures independent of the machine's other namespaces: a
-    namespace normally shares the host's TCP established-socket hash table, and every read
-    of /proc/net/tcp walks all of it, skipping other namespaces' sockets (with 700,000
-    sockets elsewhere on this machine one read took ~0.25 s, a module scan ~1 s). So the
-    test process sets net.ipv4.tcp_child_ehash_entries in the namespace it was started in
-    and moves itself into a child namespace, which gets a hash table of its own."""
-    own = os.readlink("/proc/self/ns/net")
-    for other in (os.getppid(), 1):
-        try:
-            if os.readlink(f"/proc/{other}/ns/net") == own:
-                pytest.fail(
-                    f"not in a private network namespace (shared with pid {other}): run "
-                    "`unshare -n -- $PYTHON -m pytest -q -s tests/robustness`",
-                    pytrace=False,
-                )
-        except OSError:
-            continue
-    shared_cost = time_proc_net_tcp()
-    Path("/proc/sys/net/ipv4/tcp_child_ehash_entries").write_text(f"{CHILD_EHASH_ENTRIES}\n")
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(CLONE_NEWNET) != 0:
-        pytest.fail(f"unshare(CLONE_NEWNET): {os.strerror(ctypes.get_errno())}", pytrace=False)
-    entries = int(Path("/proc/sys/net/ipv4/tcp_ehash_entries").read_text())
-    assert entries == CHILD_EHASH_ENTRIES, f"no private socket hash: tcp_ehash_entries={entries}"
-    print(f"\n[robustness] one read of /proc/net/tcp: {shared_cost * 1000:.1f} ms with the "
-          f"host's shared socket hash, {time_proc_net_tcp() * 1000:.2f} ms with a private one "
-          f"({CHILD_EHASH_ENTRIES} buckets)")
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
-    scenario_mod.wait_until(
-        lambda: "inet 127.0.0.1/8" in subprocess.run(
-            ["ip", "addr", "show", "dev", "lo"], capture_output=True, text=True, timeout=10
-        ).stdout,
-        5.0,
-        "lo to be up",
+    """A private network namespace with a socket hash of its own and loopback up (see
+    tests/e2e/netns.py): the figures do not depend on the machine's other namespaces."""
+    cost = netns_mod.enter_private_namespace(
+        "unshare -n -- $PYTHON -m pytest -q -s tests/robustness"
     )
+    print(f"\n[robustness] {cost}")
 
 
 # ---- figures ---------------------------------------------------------------------------

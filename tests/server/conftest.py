@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "e2e"))
 
 import agent as agent_mod  # noqa: E402  (tests/e2e/agent.py)
+import netns as netns_mod  # noqa: E402  (tests/e2e/netns.py)
 import scenario as scenario_mod  # noqa: E402  (tests/e2e/scenario.py)
 import stack as stack_mod  # noqa: E402
 
@@ -72,30 +73,10 @@ def env() -> Env:
 
 @pytest.fixture(scope="session")
 def netns(env) -> None:
-    """Assert we run in a fresh private network namespace, then bring loopback up."""
-    own = os.readlink("/proc/self/ns/net")
-    for other in (os.getppid(), 1):
-        try:
-            theirs = os.readlink(f"/proc/{other}/ns/net")
-        except OSError:
-            continue
-        if own == theirs:
-            pytest.fail(
-                f"not in a private network namespace (ours {own} is pid {other}'s too): run "
-                "`unshare -n -- $PYTHON -m pytest -q tests/server`", pytrace=False,
-            )
-    existing = scenario_mod.ss_sockets()
-    if existing:
-        pytest.fail("not a fresh namespace: TCP sockets exist already:\n"
-                    + "\n".join(map(str, existing)), pytrace=False)
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
-
-    def lo_ready():
-        out = subprocess.run(["ip", "addr", "show", "dev", "lo"], capture_output=True,
-                             text=True, timeout=10).stdout
-        return "inet 127.0.0.1/8" in out and "inet6 ::1/128" in out
-
-    scenario_mod.wait_until(lo_ready, 5.0, "lo to be up with 127.0.0.1 and ::1")
+    """A fresh private network namespace with its own socket hash, loopback up (see
+    tests/e2e/netns.py)."""
+    cost = netns_mod.enter_private_namespace("unshare -n -- $PYTHON -m pytest -q tests/server")
+    print(f"\n[server] {cost}")
 
 
 class Snapshot:
