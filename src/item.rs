@@ -176,7 +176,7 @@ fn walk<V: SocketVisitor>(
         let mut scanner = cell
             .try_borrow_mut()
             .map_err(|_| "Internal error: scanner already in use.".to_owned())?;
-        if context.backend == Backend::Netlink && settings::backend() == Backend::Netlink {
+        if context.backend == Backend::Netlink && !settings::netlink_refused() {
             let dumped = netlink::dump(states, context.deadline, scanner.buffer_mut(), |socket| {
                 visitor.visit(socket)
             });

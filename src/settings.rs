@@ -82,9 +82,14 @@ pub fn get() -> &'static Settings {
 /// The backend to use now: the configured one, unless netlink was refused earlier.
 pub fn backend() -> Backend {
     match get().config.backend {
-        Backend::Netlink if !NETLINK_REFUSED.load(Ordering::Relaxed) => Backend::Netlink,
+        Backend::Netlink if !netlink_refused() => Backend::Netlink,
         _ => Backend::Proc,
     }
+}
+
+/// True once netlink has failed in this process (or in the main process before the fork).
+pub fn netlink_refused() -> bool {
+    NETLINK_REFUSED.load(Ordering::Relaxed)
 }
 
 /// Records that netlink failed; returns true the first time (so the caller says so once).
