@@ -2,7 +2,7 @@
 //! Zabbix's built-in `net.tcp.socket.count`.
 //!
 //! An address filter is an IPv4 or IPv6 address or CIDR network; a port filter is a number or
-//! a TCP service name from /etc/services; an empty parameter means "any". IPv4-mapped IPv6
+//! a TCP service name from /etc/services; an empty parameter, or port 0, means "any". IPv4-mapped IPv6
 //! addresses (`::ffff:a.b.c.d`, how an IPv4 client of a dual-stack listener appears in
 //! /proc/net/tcp6) are IPv4 addresses here, on the socket side and on the filter side, so an
 //! IPv4 filter sees every IPv4 connection whichever table the kernel lists it in.
@@ -194,10 +194,13 @@ fn parse_port(bytes: &[u8], what: &str) -> Result<Option<u16>, String> {
         )
     };
     if text.bytes().all(|b| b.is_ascii_digit()) {
-        return text
-            .parse::<u16>()
-            .map(Some)
-            .map_err(|_| invalid("out of range"));
+        // Port 0 means "any", as in net.tcp.socket.count (no TCP socket is connected to or
+        // from port 0; a LISTEN socket's remote side shows 0 and is still counted).
+        return match text.parse::<u16>() {
+            Ok(0) => Ok(None),
+            Ok(port) => Ok(Some(port)),
+            Err(_) => Err(invalid("out of range")),
+        };
     }
     let services = fs::read_to_string(SERVICES_FILE).unwrap_or_default();
     lookup_service(&services, text)
@@ -316,9 +319,13 @@ zabbix-agent\t10050/tcp
     fn parameters_build_a_filter() {
         assert!(params(&[]).unwrap().is_any());
         assert!(params(&["", " ", "", ""]).unwrap().is_any());
-        let filter = params(&["127.0.0.0/8", "8080", "::1", " 0 "]).unwrap();
+        let filter = params(&["127.0.0.0/8", "8080", "::1", " 22 "]).unwrap();
         assert_eq!(filter.local_port, Some(8080));
-        assert_eq!(filter.remote_port, Some(0));
+        assert_eq!(filter.remote_port, Some(22));
+        assert!(
+            params(&["", "0", "", "00"]).unwrap().is_any(),
+            "port 0 is any"
+        );
         assert!(filter.local_address.is_some() && filter.remote_address.is_some());
     }
 
