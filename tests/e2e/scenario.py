@@ -208,15 +208,25 @@ def proc_net_tcp_counts(exclude_ports: Collection[int] = ()) -> dict[str, int]:
     return counts
 
 
-def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval=0.02):
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float,
+    what: str,
+    interval=0.02,
+    detail: Callable[[], str] = lambda: "",
+):
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds,
+    with `detail()` (e.g. a log tail) in the message."""
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
         if result:
             return result
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            extra = detail()
+            raise AssertionError(
+                f"timed out after {timeout:.0f} s waiting for {what}" + (f"\n{extra}" if extra else "")
+            )
         time.sleep(interval)
 
 

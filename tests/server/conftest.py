@@ -166,8 +166,10 @@ def stack(env, netns, sampler):
         timings["zabbix_server"] = server.start()
         timings["php -S frontend"] = frontend.start()
         api = stack_mod.Api(frontend, activity, server.describe)
-        stack_mod.wait_for(lambda: _api_up(api), stack_mod.START_TIMEOUT, "the API to answer",
-                           lambda: stack_mod.log_tail(frontend.log) + "\n" + server.describe())
+        scenario_mod.wait_until(
+            lambda: _api_up(api), stack_mod.START_TIMEOUT, "the API to answer", interval=0.2,
+            detail=lambda: stack_mod.log_tail(frontend.log) + "\n" + server.describe(),
+        )
         api.login()
         version = api.call("apiinfo.version", {})
         assert version.startswith("6.0."), f"frontend API version {version}, expected 6.0.x"

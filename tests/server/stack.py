@@ -36,6 +36,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from scenario import wait_until  # tests/e2e/scenario.py (conftest puts it on sys.path)
+
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache"
 SCHEMA_DIR = Path("/usr/share/zabbix-server-pgsql")
@@ -55,18 +57,6 @@ def log_tail(path: Path, lines: int = 40) -> str:
     except FileNotFoundError:
         return f"({path} does not exist)"
     return f"--- last {min(lines, len(text))} lines of {path} ---\n" + "\n".join(text[-lines:])
-
-
-def wait_for(predicate, timeout: float, what: str, detail=lambda: "", interval: float = 0.2):
-    """Poll `predicate` until truthy; on timeout fail with `detail()` (a log tail)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{detail()}")
-        time.sleep(interval)
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -266,8 +256,8 @@ class ZabbixServer:
             )
             return port_open(self.port) and "started [configuration syncer" in self.log_text()
 
-        wait_for(ready, START_TIMEOUT, "zabbix_server to listen and sync its configuration",
-                 self.describe)
+        wait_until(ready, START_TIMEOUT, "zabbix_server to listen and sync its configuration",
+                   interval=0.2, detail=self.describe)
         return time.monotonic() - t0
 
     def log_text(self) -> str:
@@ -366,7 +356,8 @@ $IMAGE_FORMAT_DEFAULT = IMAGE_FORMAT_PNG;
             )
             return port_open(self.port)
 
-        wait_for(ready, START_TIMEOUT, "php -S to listen", lambda: log_tail(self.log))
+        wait_until(ready, START_TIMEOUT, "php -S to listen", interval=0.2,
+                   detail=lambda: log_tail(self.log))
         return time.monotonic() - t0
 
     def stop(self) -> int | None:
