@@ -8,7 +8,7 @@
 //! IPv4 filter sees every IPv4 connection whichever table the kernel lists it in.
 
 use std::fs;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use crate::parse::{Endpoint, SocketView};
 use crate::state::trim_spaces;
@@ -227,19 +227,18 @@ pub fn lookup_service(services: &str, name: &str) -> Option<u16> {
     })
 }
 
-/// For tests and callers that build addresses by hand.
-pub fn ipv4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(a, b, c, d))
-}
-
-/// For tests and callers that build addresses by hand.
-pub fn ipv6(text: &str) -> IpAddr {
-    IpAddr::V6(text.parse::<Ipv6Addr>().expect("valid IPv6 literal"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn ipv4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+    }
+
+    fn ipv6(text: &str) -> IpAddr {
+        IpAddr::V6(text.parse::<Ipv6Addr>().expect("valid IPv6 literal"))
+    }
 
     fn filter(text: &str) -> AddressFilter {
         AddressFilter::parse(text).unwrap()
