@@ -7,35 +7,20 @@ use std::path::{Path, PathBuf};
 
 use linux_status::item::count_states;
 use linux_status::scan::{Deadline, ProcSources, Scanner};
-use linux_status::state::{StateCounts, TcpState};
+use linux_status::state::StateCounts;
+
+#[path = "common/fixture_expected.rs"]
+mod fixture_expected;
+use fixture_expected::{parse_expected, Expected};
 
 fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-enum Expected {
-    Counts(Vec<(TcpState, u64)>),
-    Error(String),
-}
-
 fn expected(dir: &Path) -> Expected {
-    let text = fs::read_to_string(dir.join("expected")).expect("expected file");
-    if let Some(place) = text.trim().strip_prefix("ERROR ") {
-        return Expected::Error(place.to_owned());
-    }
-    let counts = text
-        .lines()
-        .map(|line| {
-            let (name, count) = line.split_once(' ').expect("<STATE> <count>");
-            let state = TcpState::ALL
-                .into_iter()
-                .find(|s| s.kernel_name() == name)
-                .unwrap_or_else(|| panic!("unknown state {name} in {}", dir.display()));
-            (state, count.parse().expect("count"))
-        })
-        .collect::<Vec<_>>();
-    assert_eq!(counts.len(), 11, "{}: all 11 states listed", dir.display());
-    Expected::Counts(counts)
+    let path = dir.join("expected");
+    let text = fs::read_to_string(&path).expect("expected file");
+    parse_expected(&text, &path.display().to_string())
 }
 
 fn fixture_dirs() -> Vec<PathBuf> {

@@ -27,6 +27,11 @@ use linux_status::scan::{Deadline, ProcSources};
 use linux_status::settings;
 use linux_status::state::TcpState;
 
+#[path = "../../tests/common/fixture_expected.rs"]
+#[allow(dead_code)] // this target reads only a good fixture
+mod fixture_expected;
+use fixture_expected::{parse_expected, Expected};
+
 /// Upper bound for any error message (the agent stores it; the frontend shows it).
 const MAX_MESSAGE: usize = 1024;
 
@@ -57,17 +62,9 @@ fn fixture() -> &'static Fixture {
         std::fs::write(dir.join("netstat"), NETSTAT).expect("write netstat");
         let text =
             std::fs::read_to_string(original.join("expected")).expect("fixture expected file");
-        let counts = text
-            .lines()
-            .map(|line| {
-                let (name, count) = line.split_once(' ').expect("<STATE> <count>");
-                let state = TcpState::ALL
-                    .into_iter()
-                    .find(|s| s.kernel_name() == name)
-                    .expect("known state");
-                (state, count.parse().expect("count"))
-            })
-            .collect();
+        let Expected::Counts(counts) = parse_expected(&text, "mixed-small/expected") else {
+            panic!("mixed-small/expected lists counts");
+        };
         let no_config = Path::new("/nonexistent/linux_status_fuzz.conf");
         let settings = settings::init(
             Some(dir.clone().into_os_string()),
