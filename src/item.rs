@@ -157,11 +157,11 @@ impl SocketVisitor for TableFiller<'_> {
 
 /// The kernel's listen-queue counters.
 fn listen_counters(context: &Context<'_>) -> Result<ListenCounters, String> {
-    let netstat = &context.sources.netstat;
-    Ok(ListenCounters {
-        overflows: netstat::read_tcp_ext_counter(netstat, "ListenOverflows")?,
-        drops: netstat::read_tcp_ext_counter(netstat, "ListenDrops")?,
-    })
+    let [overflows, drops] = netstat::read_tcp_ext_counters(
+        &context.sources.netstat,
+        ["ListenOverflows", "ListenDrops"],
+    )?;
+    Ok(ListenCounters { overflows, drops })
 }
 
 /// Walks the sockets in `states` with the context's backend. Returns the states the walk

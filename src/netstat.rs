@@ -31,16 +31,30 @@ pub fn tcp_ext_counter(text: &str, name: &str) -> Result<Option<u64>, String> {
 
 /// Reads the file and looks up `name`; errors name the file.
 pub fn read_tcp_ext_counter(path: &Path, name: &str) -> Result<u64, String> {
+    read_tcp_ext_counters(path, [name]).map(|[value]| value)
+}
+
+/// Reads the file once and looks up every name in `names`; errors name the file.
+pub fn read_tcp_ext_counters<const N: usize>(
+    path: &Path,
+    names: [&str; N],
+) -> Result<[u64; N], String> {
     let text = fs::read_to_string(path)
         .map_err(|error| format!("Cannot read {}: {error}.", path.display()))?;
-    match tcp_ext_counter(&text, name) {
-        Ok(Some(value)) => Ok(value),
-        Ok(None) => Err(format!(
-            "No TcpExt counter \"{name}\" in {} (names are case-sensitive, e.g. ListenOverflows, ListenDrops, TCPTimeouts).",
-            path.display()
-        )),
-        Err(problem) => Err(format!("Unexpected content in {}: {problem}.", path.display())),
+    let mut values = [0; N];
+    for (value, name) in values.iter_mut().zip(names) {
+        *value = match tcp_ext_counter(&text, name) {
+            Ok(Some(value)) => value,
+            Ok(None) => return Err(format!(
+                "No TcpExt counter \"{name}\" in {} (names are case-sensitive, e.g. ListenOverflows, ListenDrops, TCPTimeouts).",
+                path.display()
+            )),
+            Err(problem) => {
+                return Err(format!("Unexpected content in {}: {problem}.", path.display()))
+            }
+        };
     }
+    Ok(values)
 }
 
 #[cfg(test)]
