@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz one target of linux_status for a bounded time, on the STABLE Rust toolchain.
 #
-#   fuzz/run.sh TARGET [SECONDS]      TARGET: proc_parser | key_grammar | all   (default 60 s)
+#   fuzz/run.sh TARGET [SECONDS]   TARGET: proc_parser | key_grammar | netlink_reply | all (default 60 s)
 #
 # How it works without nightly or cargo-fuzz: the libfuzzer-sys crate compiles LLVM's
 # libFuzzer from its bundled C++ sources (needs a C++ compiler), and rustc's stable codegen
@@ -23,11 +23,11 @@ FUZZ_DIR="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$FUZZ_DIR")"
 TARGET="${1:-}"
 SECONDS_PER_TARGET="${2:-60}"
-TARGETS=(proc_parser key_grammar)
+TARGETS=(proc_parser key_grammar netlink_reply)
 
-usage() { echo "usage: $0 {proc_parser|key_grammar|all} [SECONDS]" >&2; exit 2; }
+usage() { echo "usage: $0 {proc_parser|key_grammar|netlink_reply|all} [SECONDS]" >&2; exit 2; }
 case "$TARGET" in
-    proc_parser|key_grammar) RUN=("$TARGET") ;;
+    proc_parser|key_grammar|netlink_reply) RUN=("$TARGET") ;;
     all) RUN=("${TARGETS[@]}") ;;
     *) usage ;;
 esac
@@ -108,6 +108,34 @@ seed_key_grammar() {
     emit 'tcp_ext\x00NoSuchCounter'
     echo "$i"
 }
+
+# netlink_reply input: the sequence byte, then datagrams as 2-byte length + bytes. Seeds are
+# well-formed dumps (one socket then DONE 0), the same ending failed (DONE -2), interrupted,
+# an NLMSG_ERROR, and a dump split over two datagrams.
+seed_netlink_reply() {
+    local dir="$1"
+    "$PYTHON_FOR_SEEDS" - "$dir" <<'PY'
+import struct, sys
+out = sys.argv[1]
+def msg(kind, seq, payload, flags=0):
+    body = struct.pack("=IHHII", 16 + len(payload), kind, flags, seq, 0) + payload
+    return body + b"\0" * (-len(body) % 4)
+def sock(state):
+    p = bytearray(72); p[0] = 2; p[1] = state; return bytes(p)
+def seed(name, seq_byte, *grams):
+    data = bytes([seq_byte]) + b"".join(struct.pack("<H", len(g)) + g for g in grams)
+    open(f"{out}/{name}", "wb").write(data)
+ok = msg(20, 1, sock(1)) + msg(20, 1, sock(10))
+seed("good", 0, ok + msg(3, 1, struct.pack("=i", 0)))
+seed("split", 0, ok, msg(3, 1, struct.pack("=i", 0)))
+seed("done-enoent", 0, ok + msg(3, 1, struct.pack("=i", -2)))
+seed("intr", 0, msg(20, 1, sock(1), 0x10) + msg(3, 1, struct.pack("=i", 0)))
+seed("error", 0, msg(2, 1, struct.pack("=i", -13) + b"\0" * 16))
+seed("foreign", 1, ok + msg(3, 1, struct.pack("=i", 0)))
+print(6)
+PY
+}
+PYTHON_FOR_SEEDS="$(command -v python3)"
 
 failed=0
 for target in "${RUN[@]}"; do

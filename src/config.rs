@@ -1,9 +1,10 @@
 //! The module's own configuration file, read once at `zbx_module_init`.
 //!
 //! Format, like the agent's: `Name=Value` lines, `#` comments, blank lines ignored. The file
-//! is optional (defaults apply without it); an unknown name or a bad value is an error naming
-//! the file and line, and makes init fail, so the agent refuses to start exactly as it does
-//! for a mistake in its own configuration.
+//! at the default path is optional (defaults apply without it); a file named by
+//! `LINUX_STATUS_CONFIG` must exist. A file that cannot be read, an unknown name or a bad
+//! value is an error naming the file (and line), and makes init fail, so the agent refuses to
+//! start exactly as it does for a mistake in its own configuration.
 
 use std::fmt;
 use std::fs;
@@ -18,15 +19,19 @@ pub const CONFIG_PATH_VARIABLE: &str = "LINUX_STATUS_CONFIG";
 /// How sockets are listed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
-    /// Parse /proc/net/tcp and /proc/net/tcp6 (the default, and the fallback).
+    /// netlink sock_diag, falling back to /proc when netlink is refused or a dump fails (the
+    /// default).
+    Auto,
+    /// Parse /proc/net/tcp and /proc/net/tcp6 only.
     Proc,
-    /// Ask the kernel with netlink sock_diag, filtered by state.
+    /// netlink sock_diag only: a refusal or a failed dump is an error.
     Netlink,
 }
 
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Backend::Auto => "auto",
             Backend::Proc => "proc",
             Backend::Netlink => "netlink",
         })
@@ -49,7 +54,7 @@ const MAX_SNAPSHOT_LIFETIME_MS: u64 = 60_000;
 impl Default for Config {
     fn default() -> Self {
         Config {
-            backend: Backend::Proc,
+            backend: Backend::Auto,
             snapshot_lifetime: DEFAULT_SNAPSHOT_LIFETIME,
         }
     }
@@ -65,19 +70,46 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// Which file to read, and whether it was named explicitly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigPath {
+    pub path: PathBuf,
+    /// Named by `LINUX_STATUS_CONFIG`: then it must exist.
+    pub named: bool,
+}
+
 /// The path to read: the environment override, else the default.
-pub fn config_path(override_path: Option<std::ffi::OsString>) -> PathBuf {
+pub fn config_path(override_path: Option<std::ffi::OsString>) -> ConfigPath {
     match override_path {
-        Some(path) if !path.is_empty() => PathBuf::from(path),
-        _ => PathBuf::from(DEFAULT_CONFIG_PATH),
+        Some(path) if !path.is_empty() => ConfigPath {
+            path: PathBuf::from(path),
+            named: true,
+        },
+        _ => ConfigPath {
+            path: PathBuf::from(DEFAULT_CONFIG_PATH),
+            named: false,
+        },
     }
 }
 
-/// Reads the file at `path`; a missing file gives the defaults.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
+/// Reads the configuration; `Ok((config, false))` when the default file is absent (defaults).
+pub fn load(location: &ConfigPath) -> Result<(Config, bool), ConfigError> {
+    let path = &location.path;
     match fs::read(path) {
-        Ok(bytes) => parse(&bytes, path),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(Config::default()),
+        Ok(bytes) => parse(&bytes, path).map(|config| (config, true)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound && !location.named => {
+            Ok((Config::default(), false))
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Err(ConfigError(format!(
+            "linux_status: cannot read {} (named by {CONFIG_PATH_VARIABLE}): {error}; name an existing file, or unset {CONFIG_PATH_VARIABLE} to use {DEFAULT_CONFIG_PATH} when present",
+            path.display()
+        ))),
+        Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {
+            Err(ConfigError(format!(
+                "linux_status: cannot read {}: {error}; the user the agent runs as (usually zabbix) must be able to read it, e.g. chown root:zabbix and chmod 640",
+                path.display()
+            )))
+        }
         Err(error) => Err(ConfigError(format!(
             "linux_status: cannot read {}: {error}",
             path.display()
@@ -109,11 +141,12 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Config, ConfigError> {
         match name {
             "Backend" => {
                 config.backend = match value {
+                    "auto" => Backend::Auto,
                     "proc" => Backend::Proc,
                     "netlink" => Backend::Netlink,
                     _ => {
                         return Err(fail(format!(
-                            "Backend must be proc or netlink, got \"{value}\""
+                            "Backend must be auto, proc or netlink, got \"{value}\""
                         )))
                     }
                 }
@@ -152,7 +185,7 @@ mod tests {
     fn empty_and_comment_only_files_give_defaults() {
         assert_eq!(parse_text(""), Ok(Config::default()));
         assert_eq!(parse_text("# nothing\n\n   \n"), Ok(Config::default()));
-        assert_eq!(Config::default().backend, Backend::Proc);
+        assert_eq!(Config::default().backend, Backend::Auto);
         assert_eq!(Config::default().snapshot_lifetime, Duration::from_secs(1));
     }
 
@@ -161,6 +194,8 @@ mod tests {
         let config = parse_text("Backend=netlink\n  SnapshotLifetime = 0  \n").unwrap();
         assert_eq!(config.backend, Backend::Netlink);
         assert_eq!(config.snapshot_lifetime, Duration::ZERO);
+        assert_eq!(parse_text("Backend=proc").unwrap().backend, Backend::Proc);
+        assert_eq!(parse_text("Backend=auto").unwrap().backend, Backend::Auto);
     }
 
     #[test]
@@ -168,7 +203,7 @@ mod tests {
         let error = parse_text("# ok\nBackend=ebpf\n").unwrap_err().0;
         assert_eq!(
             error,
-            "linux_status: /etc/zabbix/linux_status.conf line 2: Backend must be proc or netlink, got \"ebpf\""
+            "linux_status: /etc/zabbix/linux_status.conf line 2: Backend must be auto, proc or netlink, got \"ebpf\""
         );
         let error = parse_text("SnapshotLifetime=-1").unwrap_err().0;
         assert!(
@@ -189,17 +224,41 @@ mod tests {
     }
 
     #[test]
-    fn missing_file_gives_defaults_and_override_wins() {
-        let missing = Path::new("/nonexistent/linux_status.conf");
-        assert_eq!(load(missing), Ok(Config::default()));
-        assert_eq!(config_path(None), PathBuf::from(DEFAULT_CONFIG_PATH));
-        assert_eq!(
-            config_path(Some("".into())),
-            PathBuf::from(DEFAULT_CONFIG_PATH)
+    fn a_missing_default_file_gives_defaults_a_missing_named_file_is_an_error() {
+        let missing = PathBuf::from("/nonexistent/linux_status.conf");
+        let default = ConfigPath {
+            path: missing.clone(),
+            named: false,
+        };
+        assert_eq!(load(&default), Ok((Config::default(), false)));
+        let named = ConfigPath {
+            path: missing,
+            named: true,
+        };
+        let error = load(&named).unwrap_err().0;
+        assert!(
+            error.starts_with(
+                "linux_status: cannot read /nonexistent/linux_status.conf (named by LINUX_STATUS_CONFIG): No such file or directory"
+            ),
+            "{error}"
         );
+        assert_eq!(config_path(None).path, PathBuf::from(DEFAULT_CONFIG_PATH));
+        assert!(!config_path(Some("".into())).named);
+        let chosen = config_path(Some("/tmp/x.conf".into()));
         assert_eq!(
-            config_path(Some("/tmp/x.conf".into())),
-            PathBuf::from("/tmp/x.conf")
+            (chosen.path, chosen.named),
+            (PathBuf::from("/tmp/x.conf"), true)
         );
+    }
+
+    #[test]
+    fn an_unreadable_file_names_the_agent_user() {
+        // A directory cannot be read as a file: the error names it and the OS error.
+        let directory = ConfigPath {
+            path: std::env::temp_dir(),
+            named: true,
+        };
+        let error = load(&directory).unwrap_err().0;
+        assert!(error.contains("cannot read"), "{error}");
     }
 }

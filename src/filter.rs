@@ -2,25 +2,48 @@
 //! Zabbix's built-in `net.tcp.socket.count`.
 //!
 //! An address filter is an IPv4 or IPv6 address or CIDR network; a port filter is a number or
-//! a TCP service name from /etc/services; an empty parameter, or port 0, means "any". IPv4-mapped IPv6
+//! a TCP service name the system resolver knows (as the agent resolves it); an empty parameter, or port 0, means "any". IPv4-mapped IPv6
 //! addresses (`::ffff:a.b.c.d`, how an IPv4 client of a dual-stack listener appears in
 //! /proc/net/tcp6) are IPv4 addresses here, on the socket side and on the filter side, so an
 //! IPv4 filter sees every IPv4 connection whichever table the kernel lists it in.
+//!
+//! A filter written as `::ffff:a.b.c.d/p` follows `net.tcp.socket.count` for every prefix:
+//! from 96 to 128 it is the IPv4 network a.b.c.d/(p-96); from 1 to 95 it is the IPv6 network
+//! ::ffff:a.b.c.d/p, against which IPv4 addresses are compared in their mapped form (so /64
+//! matches every IPv4 address and the IPv6 ones in ::/64); /0 matches the IPv6 addresses that
+//! are not IPv4, as the built-in item does.
 
-use std::fs;
+use std::cell::RefCell;
 use std::net::IpAddr;
 
 use crate::parse::{Endpoint, SocketView};
 use crate::state::trim_spaces;
 
-/// Where service names are looked up.
-const SERVICES_FILE: &str = "/etc/services";
+/// How many service names a worker remembers (items name a handful).
+const SERVICE_CACHE_SLOTS: usize = 32;
+
+thread_local! {
+    /// Names already resolved by this worker, hits and misses alike: the resolver may read a
+    /// file or ask a directory service, which a poll every few seconds should not repeat.
+    static SERVICE_CACHE: RefCell<Vec<(Box<str>, Option<u16>)>> = const { RefCell::new(Vec::new()) };
+}
 
 /// An address or network to match.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AddressFilter {
-    V4 { network: u32, prefix: u8 },
-    V6 { network: u128, prefix: u8 },
+    V4 {
+        network: u32,
+        prefix: u8,
+    },
+    V6 {
+        network: u128,
+        prefix: u8,
+    },
+    /// `::ffff:a.b.c.d/p` with p in 1..=95: IPv4 addresses compare as ::ffff:a.b.c.d.
+    MappedV6 {
+        network: u128,
+        prefix: u8,
+    },
 }
 
 impl AddressFilter {
@@ -43,30 +66,33 @@ impl AddressFilter {
                     .ok_or_else(|| format!("prefix length \"{digits}\" is not a number"))?,
             ),
         };
-        match canonical(address) {
-            IpAddr::V4(v4) => {
-                let written_as_mapped = address.is_ipv6();
-                let prefix = match (prefix, written_as_mapped) {
-                    (None, _) => 32,
-                    (Some(p), false) if p <= 32 => p,
-                    (Some(p), true) if (96..=128).contains(&p) => p - 96,
-                    (Some(p), mapped) => {
-                        return Err(format!(
-                            "prefix length {p} is out of range (0-{})",
-                            if mapped {
-                                "128, at least 96 for ::ffff:a.b.c.d"
-                            } else {
-                                "32"
-                            }
-                        ))
-                    }
-                };
+        match (canonical(address), address) {
+            (IpAddr::V4(v4), IpAddr::V4(_)) => {
+                let prefix = prefix.unwrap_or(32);
+                if prefix > 32 {
+                    return Err(format!("prefix length {prefix} is out of range (0-32)"));
+                }
                 Ok(AddressFilter::V4 {
                     network: u32::from(v4) & mask32(prefix),
                     prefix,
                 })
             }
-            IpAddr::V6(v6) => {
+            (IpAddr::V4(v4), IpAddr::V6(written)) => match prefix.unwrap_or(128) {
+                p @ 96..=128 => Ok(AddressFilter::V4 {
+                    network: u32::from(v4) & mask32(p - 96),
+                    prefix: p - 96,
+                }),
+                0 => Ok(AddressFilter::V6 {
+                    network: 0,
+                    prefix: 0,
+                }),
+                p @ 1..=95 => Ok(AddressFilter::MappedV6 {
+                    network: u128::from(written) & mask128(p),
+                    prefix: p,
+                }),
+                p => Err(format!("prefix length {p} is out of range (0-128)")),
+            },
+            (IpAddr::V6(v6), _) => {
                 let prefix = prefix.unwrap_or(128);
                 if prefix > 128 {
                     return Err(format!("prefix length {prefix} is out of range (0-128)"));
@@ -86,6 +112,13 @@ impl AddressFilter {
             }
             (AddressFilter::V6 { network, prefix }, IpAddr::V6(v6)) => {
                 u128::from(v6) & mask128(*prefix) == *network
+            }
+            (AddressFilter::MappedV6 { network, prefix }, canonical) => {
+                let written = match canonical {
+                    IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+                    IpAddr::V6(v6) => u128::from(v6),
+                };
+                written & mask128(*prefix) == *network
             }
             _ => false,
         }
@@ -189,7 +222,7 @@ fn parse_port(bytes: &[u8], what: &str) -> Result<Option<u16>, String> {
     let text = as_text(bytes, what)?;
     let invalid = |problem: &str| {
         format!(
-            "Invalid {what} \"{}\": {problem}; expected a number 0-65535 or a TCP service name from {SERVICES_FILE}, or empty for any.",
+            "Invalid {what} \"{}\": {problem}; expected a number 0-65535 or a TCP service name the system knows (/etc/services), or empty for any.",
             crate::key::quote(bytes)
         )
     };
@@ -202,28 +235,24 @@ fn parse_port(bytes: &[u8], what: &str) -> Result<Option<u16>, String> {
             Err(_) => Err(invalid("out of range")),
         };
     }
-    let services = fs::read_to_string(SERVICES_FILE).unwrap_or_default();
-    lookup_service(&services, text)
+    service_port(text)
         .map(Some)
         .ok_or_else(|| invalid("unknown service name"))
 }
 
-/// The TCP port of a service name or alias in /etc/services text.
-pub fn lookup_service(services: &str, name: &str) -> Option<u16> {
-    services.lines().find_map(|line| {
-        let line = line.split('#').next().unwrap_or("");
-        let mut fields = line.split_whitespace();
-        let official = fields.next()?;
-        let (port, protocol) = fields.next()?.split_once('/')?;
-        if protocol != "tcp" {
-            return None;
+/// The TCP port of a service name, through this worker's cache.
+fn service_port(name: &str) -> Option<u16> {
+    SERVICE_CACHE.with(|cell| {
+        let mut cache = cell.borrow_mut();
+        if let Some((_, port)) = cache.iter().find(|(known, _)| &**known == name) {
+            return *port;
         }
-        let named = official == name || fields.any(|alias| alias == name);
-        if named {
-            port.parse().ok()
-        } else {
-            None
+        let port = crate::ffi::services::tcp_service_port(name);
+        if cache.len() == SERVICE_CACHE_SLOTS {
+            cache.remove(0);
         }
+        cache.push((name.into(), port));
+        port
     })
 }
 
@@ -283,7 +312,7 @@ mod tests {
             ("::1/129", "out of range (0-128)"),
             ("10.0.0.0/x", "is not a number"),
             ("10.0.0.0/+8", "is not a number"),
-            ("::ffff:1.2.3.4/64", "at least 96"),
+            ("::ffff:1.2.3.4/129", "out of range (0-128)"),
             ("1.2.3.4/", "is not a number"),
         ] {
             let error = AddressFilter::parse(text).unwrap_err();
@@ -291,22 +320,25 @@ mod tests {
         }
     }
 
-    const SERVICES: &str = "\
-# comment
-ssh\t\t22/tcp\t\t\t\t# SSH Remote Login Protocol
-http\t\t80/tcp\t\twww\t\t# WorldWideWeb HTTP
-domain\t\t53/udp
-zabbix-agent\t10050/tcp
-";
-
     #[test]
-    fn service_names_and_aliases() {
-        assert_eq!(lookup_service(SERVICES, "ssh"), Some(22));
-        assert_eq!(lookup_service(SERVICES, "www"), Some(80));
-        assert_eq!(lookup_service(SERVICES, "zabbix-agent"), Some(10050));
-        assert_eq!(lookup_service(SERVICES, "domain"), None, "udp only");
-        assert_eq!(lookup_service(SERVICES, "SSH"), None);
-        assert_eq!(lookup_service(SERVICES, "comment"), None);
+    fn mapped_filters_follow_net_tcp_socket_count_for_every_prefix() {
+        let v4 = ipv4(127, 0, 0, 1);
+        let mapped = ipv6("::ffff:127.0.0.1");
+        // 96..=128: the IPv4 network.
+        assert!(filter("::ffff:127.0.0.0/104").matches(v4));
+        assert!(!filter("::ffff:10.0.0.0/104").matches(mapped));
+        assert!(!filter("::ffff:127.0.0.1/96").matches(ipv6("::1")));
+        // 1..=95: the IPv6 network, IPv4 addresses in their mapped form.
+        let wide = filter("::ffff:10.1.2.3/64");
+        assert!(wide.matches(v4) && wide.matches(mapped));
+        assert!(wide.matches(ipv6("::1")), "::1 is in ::/64");
+        assert!(!wide.matches(ipv6("fd00::1")));
+        let ffff = filter("::ffff:10.1.2.3/88");
+        assert!(ffff.matches(v4) && !ffff.matches(ipv6("::1")));
+        // 0: the IPv6 addresses that are not IPv4.
+        let zero = filter("::ffff:10.1.2.3/0");
+        assert!(zero.matches(ipv6("fd00::1")) && zero.matches(ipv6("::1")));
+        assert!(!zero.matches(v4) && !zero.matches(mapped));
     }
 
     fn params(list: &[&str]) -> Result<SocketFilter, String> {

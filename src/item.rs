@@ -5,6 +5,11 @@
 //! agent worker (workers are single-threaded processes): the read buffer, the listening-port
 //! table, and the snapshot cache that lets requests arriving close together share one
 //! kernel walk.
+//!
+//! Backends: `auto` (the default) dumps with netlink sock_diag and reads /proc instead when
+//! netlink is refused (then for the rest of the process) or one dump fails (then for that
+//! request); each is said once in the agent log. `proc` and `netlink` force one source; a
+//! forced netlink that fails is an error, never a number.
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -19,7 +24,11 @@ use crate::parse::SocketView;
 use crate::report::{self, ListenCounters};
 use crate::scan::{Deadline, ProcSources, Scanner};
 use crate::settings;
+use crate::snapshot::Slot;
 use crate::snapshot::{Lookup, SharedSnapshot};
+
+/// The Zabbix module API version the module implements, reported by `linux_status[info]`.
+pub const MODULE_API_VERSION: i32 = 2;
 use crate::state::StateCounts;
 
 /// A successful answer.
@@ -53,7 +62,7 @@ pub fn answer(params: &[&[u8]]) -> Result<ItemValue, String> {
     let settings = settings::get();
     let context = Context {
         sources: &settings.sources,
-        backend: settings::backend(),
+        backend: settings.backend(),
         snapshot_lifetime: settings.config.snapshot_lifetime,
         shared_snapshot: settings.shared_snapshot,
         deadline: Deadline::after(settings::timeout()),
@@ -90,7 +99,24 @@ pub fn execute(request: &ItemRequest, context: &Context<'_>) -> Result<ItemValue
                 .map(ItemValue::Unsigned)
         }
         ItemRequest::Version => Ok(ItemValue::Text(env!("CARGO_PKG_VERSION").to_owned())),
+        ItemRequest::Info => Ok(ItemValue::Text(info(context))),
     }
+}
+
+/// `linux_status[info]` for this process.
+fn info(context: &Context<'_>) -> String {
+    let settings = settings::get();
+    report::info(&report::Info {
+        version: env!("CARGO_PKG_VERSION"),
+        api_version: MODULE_API_VERSION,
+        backend_configured: &settings.config.backend.to_string(),
+        backend_in_use: &settings::source_in_use(context.backend).to_string(),
+        fallback_reason: settings::netlink_refused().filter(|_| context.backend == Backend::Auto),
+        snapshot_lifetime_ms: context.snapshot_lifetime.as_millis(),
+        config_file: &settings.config_path.path.to_string_lossy(),
+        config_file_present: settings.config_present,
+        process_id: std::process::id(),
+    })
 }
 
 /// Counts every socket of both families by state, in one pass (no snapshot, proc backend
@@ -165,8 +191,7 @@ fn listen_counters(context: &Context<'_>) -> Result<ListenCounters, String> {
 }
 
 /// Walks the sockets in `states` with the context's backend. Returns the states the walk
-/// covered: all of them for /proc, `states` for netlink. Netlink trouble other than the
-/// Timeout switches this process to /proc (saying so once) and the walk is redone there.
+/// covered: all of them for /proc, `states` for netlink.
 fn walk<V: SocketVisitor>(
     context: &Context<'_>,
     states: StateMask,
@@ -176,7 +201,7 @@ fn walk<V: SocketVisitor>(
         let mut scanner = cell
             .try_borrow_mut()
             .map_err(|_| "Internal error: scanner already in use.".to_owned())?;
-        if context.backend == Backend::Netlink && !settings::netlink_refused() {
+        if uses_netlink(context.backend) {
             let dumped = netlink::dump(states, context.deadline, scanner.buffer_mut(), |socket| {
                 visitor.visit(socket)
             });
@@ -188,8 +213,18 @@ fn walk<V: SocketVisitor>(
                         context.deadline.budget().unwrap_or_default().as_secs()
                     ))
                 }
+                Err(error) if context.backend == Backend::Netlink => {
+                    let what = if error.is_refusal() {
+                        "Netlink sock_diag is unavailable"
+                    } else {
+                        "Netlink sock_diag dump failed"
+                    };
+                    return Err(format!(
+                        "{what}: {error}. Backend=netlink allows no fallback; Backend=auto would answer from /proc/net/tcp instead."
+                    ));
+                }
                 Err(error) => {
-                    report_netlink_refused(&error);
+                    report_netlink_failure(&error);
                     visitor.restart();
                 }
             }
@@ -203,32 +238,88 @@ fn walk<V: SocketVisitor>(
     })
 }
 
-/// Says once per process that netlink failed, and stops using it. The agent sends a
-/// module's stderr to its log file.
-pub fn report_netlink_refused(error: &NetlinkError) {
-    if settings::mark_netlink_refused() {
+/// True when a walk with `backend` asks netlink first.
+fn uses_netlink(backend: Backend) -> bool {
+    match backend {
+        Backend::Proc => false,
+        Backend::Auto => settings::netlink_refused().is_none(),
+        Backend::Netlink => true,
+    }
+}
+
+/// Says once per process that netlink failed under `Backend=auto`: a refusal stops this
+/// process from asking again; a dump that failed once only sends that request to /proc. The
+/// agent sends a module's stderr to its log file (or, under systemd, to the journal).
+fn report_netlink_failure(error: &NetlinkError) {
+    static DUMP_FAILURE_SAID: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+    if error.is_refusal() {
+        if settings::mark_netlink_refused(error.to_string()) {
+            eprintln!(
+                "linux_status: netlink sock_diag unavailable ({error}); using /proc/net/tcp and /proc/net/tcp6 instead"
+            );
+        }
+    } else if !DUMP_FAILURE_SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
         eprintln!(
-            "linux_status: netlink sock_diag unavailable ({error}); using /proc/net/tcp and /proc/net/tcp6 instead"
+            "linux_status: a netlink sock_diag dump failed ({error}); that request was answered from /proc/net/tcp and /proc/net/tcp6 (said once per process)"
         );
     }
 }
 
-/// Checks, in the main process before the fork, that the configured backend works; if
-/// netlink is refused the workers start on /proc and the log says so once.
-pub fn probe_backend() {
-    if settings::backend() != Backend::Netlink {
-        return;
+/// Checks, in the main process before the fork, which source answers, and returns the line
+/// init logs: the backend, the source in use (and why, after a fallback), the snapshot
+/// lifetime and the configuration file.
+pub fn probe_backend() -> String {
+    let settings = settings::get();
+    let backend = settings.backend();
+    let mut source = String::new();
+    if backend != Backend::Proc {
+        let mut buffer = vec![0u8; 64 * 1024];
+        let probe = netlink::dump(
+            StateMask::only(crate::state::TcpState::Listen),
+            Deadline::after(Duration::from_secs(1)),
+            &mut buffer,
+            |_| {},
+        );
+        match probe {
+            Ok(()) => source.push_str("answering from netlink sock_diag"),
+            Err(error) if backend == Backend::Auto && !error.is_refusal() => {
+                source = format!(
+                    "answering from netlink sock_diag (the start-up probe failed once: {error}; a request whose dump fails is answered from /proc)"
+                );
+            }
+            Err(error) if backend == Backend::Auto => {
+                settings::mark_netlink_refused(error.to_string());
+                source = format!(
+                    "answering from /proc/net/tcp and /proc/net/tcp6: netlink sock_diag unavailable ({error})"
+                );
+            }
+            Err(error) => {
+                source = format!(
+                    "netlink sock_diag unavailable ({error}): requests will fail until it works (Backend=auto would fall back to /proc)"
+                );
+            }
+        }
+    } else if let Some(dir) = &settings.proc_net_dir {
+        source = format!(
+            "answering from {} (forced by {}, a test setting)",
+            dir.display(),
+            settings::PROC_NET_DIR_VARIABLE
+        );
+    } else {
+        source.push_str("answering from /proc/net/tcp and /proc/net/tcp6");
     }
-    let mut buffer = vec![0u8; 64 * 1024];
-    let probe = netlink::dump(
-        StateMask::only(crate::state::TcpState::Listen),
-        Deadline::after(Duration::from_secs(1)),
-        &mut buffer,
-        |_| {},
-    );
-    if let Err(error) = probe {
-        report_netlink_refused(&error);
-    }
+    format!(
+        "linux_status {}: backend {backend}, {source}; snapshot lifetime {} ms; configuration {}{}",
+        env!("CARGO_PKG_VERSION"),
+        settings.config.snapshot_lifetime.as_millis(),
+        settings.config_path.path.display(),
+        if settings.config_present {
+            ""
+        } else {
+            " (absent: defaults)"
+        }
+    )
 }
 
 /// One cached result: the counts of sockets matching `filter`, for the states `covered`.
@@ -248,81 +339,112 @@ fn state_counts(
     wanted: StateMask,
 ) -> Result<StateCounts, String> {
     let lifetime = context.snapshot_lifetime;
+    if lifetime.is_zero() {
+        return count_now(context, filter, wanted).map(|(counts, _)| counts);
+    }
     if let Some(shared) = context.shared_snapshot {
-        if !lifetime.is_zero() && filter.is_any() {
-            return shared_state_counts(context, shared);
+        if filter.is_any() {
+            return shared_state_counts(context, shared, wanted);
         }
     }
-    if !lifetime.is_zero() {
-        let cached = SNAPSHOTS.with(|cell| {
-            cell.borrow().iter().find_map(|snapshot| {
-                (snapshot.filter == *filter
-                    && snapshot.covered.contains(wanted)
-                    && snapshot.taken.elapsed() <= lifetime)
-                    .then_some(snapshot.counts)
-            })
+    let cached = SNAPSHOTS.with(|cell| {
+        cell.borrow().iter().find_map(|snapshot| {
+            (snapshot.filter == *filter
+                && snapshot.covered.contains(wanted)
+                && snapshot.taken.elapsed() <= lifetime)
+                .then_some(snapshot.counts)
+        })
+    });
+    if let Some(counts) = cached {
+        return Ok(counts);
+    }
+    let taken = Instant::now();
+    let (counts, covered) = count_now(context, filter, wanted)?;
+    SNAPSHOTS.with(|cell| {
+        let mut snapshots = cell.borrow_mut();
+        snapshots.retain(|s| s.taken.elapsed() <= lifetime && s.filter != *filter);
+        if snapshots.len() == SNAPSHOT_SLOTS {
+            snapshots.remove(0);
+        }
+        snapshots.push(Snapshot {
+            filter: *filter,
+            covered,
+            counts,
+            taken,
         });
-        if let Some(counts) = cached {
-            return Ok(counts);
-        }
-    }
+    });
+    Ok(counts)
+}
+
+/// One walk counting the sockets `filter` matches; returns the counts and the states covered.
+fn count_now(
+    context: &Context<'_>,
+    filter: &SocketFilter,
+    wanted: StateMask,
+) -> Result<(StateCounts, StateMask), String> {
     let mut counter = StateCounter {
         filter,
         counts: StateCounts::default(),
     };
     let covered = walk(context, wanted, &mut counter)?;
-    if !lifetime.is_zero() {
-        SNAPSHOTS.with(|cell| {
-            let mut snapshots = cell.borrow_mut();
-            snapshots.retain(|s| s.taken.elapsed() <= lifetime && s.filter != *filter);
-            if snapshots.len() == SNAPSHOT_SLOTS {
-                snapshots.remove(0);
-            }
-            snapshots.push(Snapshot {
-                filter: *filter,
-                covered,
-                counts: counter.counts,
-                taken: Instant::now(),
-            });
-        });
-    }
-    Ok(counter.counts)
+    Ok((counter.counts, covered))
 }
 
-/// The unfiltered counts through the snapshot all workers share: reuse a fresh one, or
-/// refresh it (one worker scans, the others wait for its result).
+/// The unfiltered counts through the snapshots all workers share (see `snapshot`): a fresh
+/// all-states table answers any state; otherwise the slot of the walk this backend would make
+/// (netlink: the wanted state alone, so a LISTEN count stays a LISTEN-only dump; /proc: every
+/// state) is reused or refreshed by one worker while the others wait for it.
 fn shared_state_counts(
     context: &Context<'_>,
     shared: &SharedSnapshot,
+    wanted: StateMask,
 ) -> Result<StateCounts, String> {
     let nanos = |duration: Duration| u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
     let lifetime = nanos(context.snapshot_lifetime);
-    let stale_after = nanos(context.deadline.budget().unwrap_or(settings::timeout()));
+    let budget = context.deadline.budget().unwrap_or(settings::timeout());
+    let walk_states = if uses_netlink(context.backend) {
+        wanted
+    } else {
+        StateMask::ALL
+    };
+    let fresh = |slot: &Slot, now: u64| {
+        slot.read()
+            .filter(|(taken_at, _)| now.saturating_sub(*taken_at) <= lifetime)
+            .map(|(_, counts)| counts)
+    };
+    let all = shared.slot(StateMask::ALL);
+    if walk_states != StateMask::ALL {
+        if let Some(table) = all.and_then(|slot| fresh(slot, settings::shared_clock_nanos())) {
+            return Ok(StateCounts::from_slots(table));
+        }
+    }
+    let Some(slot) = shared.slot(walk_states) else {
+        return count_now(context, &SocketFilter::default(), wanted).map(|(counts, _)| counts);
+    };
+    let waiting_since = Instant::now();
     loop {
-        match shared.lookup(settings::shared_clock_nanos(), lifetime, stale_after) {
-            Lookup::Fresh(counts) => return Ok(counts),
-            Lookup::Refresh => {
-                let mut counter = StateCounter {
-                    filter: &SocketFilter::default(),
-                    counts: StateCounts::default(),
-                };
-                return match walk(context, StateMask::ALL, &mut counter) {
-                    Ok(_) => {
-                        shared.publish(&counter.counts, settings::shared_clock_nanos());
-                        Ok(counter.counts)
+        match slot.lookup(settings::shared_clock_nanos(), lifetime, nanos(budget)) {
+            Lookup::Fresh(table) => return Ok(StateCounts::from_slots(table)),
+            Lookup::Refresh(claim) => {
+                return match count_now(context, &SocketFilter::default(), walk_states) {
+                    Ok((counts, _)) => {
+                        slot.finish(claim, &counts.to_slots());
+                        Ok(counts)
                     }
                     Err(error) => {
-                        shared.release();
+                        slot.release(claim);
                         Err(error)
                     }
                 };
             }
             Lookup::Wait => {
-                if context.deadline.expired() {
-                    return Err(format!(
-                        "Waited for another agent process's scan past the agent Timeout of {} s.",
-                        context.deadline.budget().unwrap_or_default().as_secs()
-                    ));
+                // The claimant may be stopped or slow: after half the budget, scan here
+                // rather than answer late (and offer the result to the others).
+                if waiting_since.elapsed() >= budget / 2 {
+                    let started = settings::shared_clock_nanos();
+                    let (counts, _) = count_now(context, &SocketFilter::default(), walk_states)?;
+                    slot.publish(&counts.to_slots(), started);
+                    return Ok(counts);
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }

@@ -28,6 +28,9 @@ pub enum ItemRequest {
     TcpExt { counter: String },
     /// `linux_status[version]`: the module's version, to check what an agent has loaded.
     Version,
+    /// `linux_status[info]`: JSON of the version, the backend configured and in use, and the
+    /// settings in force, so a server can see how a host answers.
+    Info,
 }
 
 /// A rejected key, with the message for the admin.
@@ -49,7 +52,7 @@ impl fmt::Display for KeyError {
 impl std::error::Error for KeyError {}
 
 /// Every first parameter, with the key shape it takes (shown in errors).
-const METRICS: [(&str, &str); 6] = [
+const METRICS: [(&str, &str); 7] = [
     (
         "tcp_status",
         "linux_status[tcp_status,<state>,<laddr>,<lport>,<raddr>,<rport>]",
@@ -62,6 +65,7 @@ const METRICS: [(&str, &str); 6] = [
     ("listen_stats", "linux_status[listen_stats]"),
     ("tcp_ext", "linux_status[tcp_ext,<counter>]"),
     ("version", "linux_status[version]"),
+    ("info", "linux_status[info]"),
 ];
 
 /// How many bytes of a rejected parameter an error message quotes.
@@ -112,6 +116,7 @@ pub fn parse_params(params: &[&[u8]]) -> Result<ItemRequest, KeyError> {
         "listen_discovery" => Ok(ItemRequest::ListenDiscovery),
         "listen_stats" => Ok(ItemRequest::ListenStats),
         "tcp_ext" => parse_counter(rest.first().copied().unwrap_or(b""), usage),
+        "info" => Ok(ItemRequest::Info),
         _ => Ok(ItemRequest::Version),
     }
 }

@@ -13,6 +13,13 @@
 //! - pending connection requests are dumped when SYN_RECV is asked for and reported as
 //!   SYN_RECV, as /proc lists them.
 //!
+//! A dump is only as good as its end: the kernel reports a dump that failed (`-ENOENT` when
+//! `tcp_diag` cannot be loaded, an error in the middle of the walk) in the payload of
+//! `NLMSG_DONE` as a negative errno, or as `NLMSG_ERROR`, and marks a dump whose hash table
+//! changed under it with `NLM_F_DUMP_INTR`. Any of these, a message of another sequence, a
+//! truncated or empty datagram, or a dump that ends without `NLMSG_DONE` fails the whole dump:
+//! the caller gets an error, never the partial count.
+//!
 //! The wire format is assembled and parsed here as bytes (safe code); the socket calls are
 //! in `ffi::netlink_socket`.
 
@@ -30,6 +37,8 @@ const NLMSG_HEADER_BYTES: usize = 16;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 0x01;
+/// Set on a dump's messages when the table changed while it was walked.
+const NLM_F_DUMP_INTR: u16 = 0x10;
 const NLM_F_DUMP: u16 = 0x100 | 0x200;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const INET_DIAG_REQ_V2_BYTES: usize = 56;
@@ -52,6 +61,10 @@ impl StateMask {
 
     pub fn contains(self, other: StateMask) -> bool {
         self.0 & other.0 == other.0
+    }
+
+    pub fn union(self, other: StateMask) -> StateMask {
+        StateMask(self.0 | other.0)
     }
 
     /// The mask to send so that every wanted state is reported exactly (see the module doc).
@@ -93,31 +106,41 @@ impl SocketView for DiagSocket {
 /// Why a dump failed.
 #[derive(Debug)]
 pub enum NetlinkError {
-    /// The socket could not be opened or used (refused by an LSM, no inet_diag, ...).
+    /// The socket could not be opened or set up (refused by an LSM, no sock_diag, ...).
+    Refused(io::Error),
+    /// Sending or receiving failed.
     Io(io::Error),
-    /// The kernel answered with an error code.
+    /// The kernel answered with an error code (`NLMSG_ERROR`, or a failed `NLMSG_DONE`).
     Kernel(i32),
+    /// The table changed during the dump (`NLM_F_DUMP_INTR`).
+    Interrupted,
     /// The answer did not parse.
     Malformed(&'static str),
     TimedOut,
 }
 
+impl NetlinkError {
+    /// True when netlink will not work in this process at all (so it stops trying), false
+    /// for a dump that failed once.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, NetlinkError::Refused(_) | NetlinkError::Kernel(_))
+    }
+}
+
 impl fmt::Display for NetlinkError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            NetlinkError::Refused(error) => write!(f, "socket refused: {error}"),
             NetlinkError::Io(error) => write!(f, "{error}"),
             NetlinkError::Kernel(code) => {
                 write!(f, "kernel error: {}", io::Error::from_raw_os_error(*code))
             }
+            NetlinkError::Interrupted => {
+                f.write_str("dump interrupted: the socket table changed during the walk")
+            }
             NetlinkError::Malformed(what) => write!(f, "malformed answer: {what}"),
             NetlinkError::TimedOut => f.write_str("ran past the agent Timeout"),
         }
-    }
-}
-
-impl From<io::Error> for NetlinkError {
-    fn from(error: io::Error) -> Self {
-        NetlinkError::Io(error)
     }
 }
 
@@ -132,13 +155,22 @@ pub fn dump<F>(
 where
     F: FnMut(&DiagSocket),
 {
-    let socket = NetlinkSocket::open_sock_diag()?;
-    // A zero SO_RCVTIMEO would mean "wait forever": never pass less than a millisecond.
-    let wait = deadline.remaining().unwrap_or(Duration::from_secs(30));
-    socket.set_receive_timeout(wait.max(Duration::from_millis(1)))?;
+    let socket = NetlinkSocket::open_sock_diag().map_err(NetlinkError::Refused)?;
     for (sequence, family) in [(1, AF_INET), (2, AF_INET6)] {
-        socket.send_to_kernel(&request(family, states.for_kernel(), sequence))?;
+        socket
+            .send_to_kernel(&request(family, states.for_kernel(), sequence))
+            .map_err(NetlinkError::Io)?;
         loop {
+            // Every receive waits at most for what is left of the budget (a zero SO_RCVTIMEO
+            // would mean "wait forever": never less than a millisecond).
+            let left = match deadline.remaining() {
+                Some(left) if left.is_zero() => return Err(NetlinkError::TimedOut),
+                Some(left) => left,
+                None => Duration::from_secs(30),
+            };
+            socket
+                .set_receive_timeout(left.max(Duration::from_millis(1)))
+                .map_err(NetlinkError::Refused)?;
             let received = socket.receive(buffer).map_err(|error| {
                 if error.kind() == io::ErrorKind::WouldBlock {
                     NetlinkError::TimedOut
@@ -147,11 +179,11 @@ where
                 }
             })?;
             let done = parse_datagram(&buffer[..received], sequence, &mut on_socket)?;
-            if done {
-                break;
-            }
             if deadline.expired() {
                 return Err(NetlinkError::TimedOut);
+            }
+            if done {
+                break;
             }
         }
     }
@@ -179,8 +211,9 @@ fn request(
     message
 }
 
-/// Parses one datagram; returns true at the end of the dump.
-fn parse_datagram<F>(
+/// Parses one datagram of the dump numbered `sequence`; returns true at its successful end.
+/// Public for the fuzz target.
+pub fn parse_datagram<F>(
     mut bytes: &[u8],
     sequence: u32,
     on_socket: &mut F,
@@ -188,32 +221,55 @@ fn parse_datagram<F>(
 where
     F: FnMut(&DiagSocket),
 {
+    if bytes.is_empty() {
+        return Err(NetlinkError::Malformed("empty datagram"));
+    }
     while !bytes.is_empty() {
         if bytes.len() < NLMSG_HEADER_BYTES {
             return Err(NetlinkError::Malformed("short message header"));
         }
         let length = u32::from_ne_bytes(bytes[0..4].try_into().unwrap_or_default()) as usize;
         let kind = u16::from_ne_bytes([bytes[4], bytes[5]]);
+        let flags = u16::from_ne_bytes([bytes[6], bytes[7]]);
         let message_sequence = u32::from_ne_bytes(bytes[8..12].try_into().unwrap_or_default());
         if length < NLMSG_HEADER_BYTES || length > bytes.len() {
             return Err(NetlinkError::Malformed("message length out of bounds"));
         }
+        if message_sequence != sequence {
+            return Err(NetlinkError::Malformed("message of another sequence"));
+        }
+        if flags & NLM_F_DUMP_INTR != 0 {
+            return Err(NetlinkError::Interrupted);
+        }
         let payload = &bytes[NLMSG_HEADER_BYTES..length];
-        if message_sequence == sequence {
-            match kind {
-                NLMSG_DONE => return Ok(true),
-                NLMSG_ERROR => {
-                    let code = payload
-                        .get(0..4)
-                        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                        .ok_or(NetlinkError::Malformed("short error message"))?;
-                    if code != 0 {
-                        return Err(NetlinkError::Kernel(-code));
-                    }
+        let status = || {
+            payload
+                .get(0..4)
+                .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        match kind {
+            NLMSG_DONE => {
+                // The dump's own status: 0, or the negative errno of a dump that failed.
+                let code = status().ok_or(NetlinkError::Malformed("short done message"))?;
+                if code < 0 {
+                    return Err(NetlinkError::Kernel(code.saturating_neg()));
                 }
-                SOCK_DIAG_BY_FAMILY => on_socket(&parse_socket(payload)?),
-                _ => {}
+                if bytes.len() > ((length + 3) & !3) {
+                    return Err(NetlinkError::Malformed(
+                        "messages after the end of the dump",
+                    ));
+                }
+                return Ok(true);
             }
+            NLMSG_ERROR => {
+                let code = status().ok_or(NetlinkError::Malformed("short error message"))?;
+                // An acknowledgement (0) is not sent for a dump; any error fails it.
+                if code != 0 {
+                    return Err(NetlinkError::Kernel(code.saturating_neg()));
+                }
+            }
+            SOCK_DIAG_BY_FAMILY => on_socket(&parse_socket(payload)?),
+            _ => return Err(NetlinkError::Malformed("unexpected message type")),
         }
         let aligned = (length + 3) & !3;
         bytes = bytes.get(aligned..).unwrap_or(&[]);
@@ -330,6 +386,83 @@ mod tests {
 
         let done_message = message(NLMSG_DONE, 1, &0i32.to_ne_bytes());
         assert!(parse_datagram(&done_message, 1, &mut |_: &DiagSocket| {}).unwrap());
+    }
+
+    fn message_with_flags(kind: u16, flags: u16, sequence: u32, payload: &[u8]) -> Vec<u8> {
+        let mut bytes = message(kind, sequence, payload);
+        bytes[6..8].copy_from_slice(&flags.to_ne_bytes());
+        bytes
+    }
+
+    fn outcome(datagram: &[u8]) -> (Result<bool, NetlinkError>, usize) {
+        let mut seen = 0;
+        let result = parse_datagram(datagram, 1, &mut |_: &DiagSocket| seen += 1);
+        (result, seen)
+    }
+
+    #[test]
+    fn a_dump_that_failed_in_its_done_message_is_an_error_not_a_count() {
+        // -ENOENT: tcp_diag could not be loaded; the kernel still ends the dump with DONE.
+        let mut datagram = message(SOCK_DIAG_BY_FAMILY, 1, &diag_v4(1, [10, 0, 0, 1], 80, 0));
+        datagram.extend(message(NLMSG_DONE, 1, &(-2i32).to_ne_bytes()));
+        assert!(matches!(outcome(&datagram).0, Err(NetlinkError::Kernel(2))));
+        let done_interrupted = message_with_flags(NLMSG_DONE, NLM_F_DUMP_INTR, 1, &[0; 4]);
+        assert!(matches!(
+            outcome(&done_interrupted).0,
+            Err(NetlinkError::Interrupted)
+        ));
+        let short_done = message(NLMSG_DONE, 1, &[]);
+        assert!(matches!(
+            outcome(&short_done).0,
+            Err(NetlinkError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn interrupted_foreign_truncated_and_empty_answers_fail_the_dump() {
+        let socket = diag_v4(1, [10, 0, 0, 1], 80, 0);
+        let interrupted = message_with_flags(SOCK_DIAG_BY_FAMILY, NLM_F_DUMP_INTR, 1, &socket);
+        assert!(matches!(
+            outcome(&interrupted).0,
+            Err(NetlinkError::Interrupted)
+        ));
+        let foreign = message(SOCK_DIAG_BY_FAMILY, 9, &socket);
+        assert!(matches!(
+            outcome(&foreign).0,
+            Err(NetlinkError::Malformed(_))
+        ));
+        let mut truncated = message(SOCK_DIAG_BY_FAMILY, 1, &socket);
+        truncated.truncate(truncated.len() - 10);
+        assert!(matches!(
+            outcome(&truncated).0,
+            Err(NetlinkError::Malformed(_))
+        ));
+        assert!(matches!(outcome(&[]).0, Err(NetlinkError::Malformed(_))));
+        let overrun = message(4, 1, &[0; 4]);
+        assert!(matches!(
+            outcome(&overrun).0,
+            Err(NetlinkError::Malformed(_))
+        ));
+        let mut after_done = message(NLMSG_DONE, 1, &0i32.to_ne_bytes());
+        after_done.extend(message(SOCK_DIAG_BY_FAMILY, 1, &socket));
+        assert!(matches!(
+            outcome(&after_done).0,
+            Err(NetlinkError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn refusals_stop_netlink_for_the_process_other_failures_do_not() {
+        let refused = NetlinkError::Refused(io::Error::from_raw_os_error(13));
+        assert!(refused.is_refusal());
+        assert!(NetlinkError::Kernel(2).is_refusal());
+        assert!(!NetlinkError::Interrupted.is_refusal());
+        assert!(!NetlinkError::Malformed("x").is_refusal());
+        assert!(!NetlinkError::TimedOut.is_refusal());
+        assert_eq!(
+            refused.to_string(),
+            "socket refused: Permission denied (os error 13)"
+        );
     }
 
     #[test]

@@ -90,6 +90,66 @@ fn write_listen_members<'a>(
     );
 }
 
+/// What `linux_status[info]` reports: how this process answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Info<'a> {
+    pub version: &'a str,
+    pub api_version: i32,
+    pub backend_configured: &'a str,
+    pub backend_in_use: &'a str,
+    pub fallback_reason: Option<&'a str>,
+    pub snapshot_lifetime_ms: u128,
+    pub config_file: &'a str,
+    pub config_file_present: bool,
+    pub process_id: u32,
+}
+
+/// `{"version":"0.2.0","api_version":2,"backend_configured":"auto","backend_in_use":"netlink",
+/// "fallback_reason":null,...}`
+pub fn info(info: &Info<'_>) -> String {
+    let mut json = String::with_capacity(256);
+    json.push_str("{\"version\":");
+    write_json_string(&mut json, info.version);
+    let _ = write!(json, ",\"api_version\":{}", info.api_version);
+    json.push_str(",\"backend_configured\":");
+    write_json_string(&mut json, info.backend_configured);
+    json.push_str(",\"backend_in_use\":");
+    write_json_string(&mut json, info.backend_in_use);
+    json.push_str(",\"fallback_reason\":");
+    match info.fallback_reason {
+        Some(reason) => write_json_string(&mut json, reason),
+        None => json.push_str("null"),
+    }
+    let _ = write!(
+        json,
+        ",\"snapshot_lifetime_ms\":{},\"config_file\":",
+        info.snapshot_lifetime_ms
+    );
+    write_json_string(&mut json, info.config_file);
+    let _ = write!(
+        json,
+        ",\"config_file_present\":{},\"process_id\":{}}}",
+        info.config_file_present, info.process_id
+    );
+    json
+}
+
+/// A JSON string literal: quotes, backslashes and control characters escaped.
+fn write_json_string(json: &mut String, text: &str) {
+    json.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => json.push_str("\\\""),
+            '\\' => json.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(json, "\\u{:04x}", u32::from(c));
+            }
+            c => json.push(c),
+        }
+    }
+    json.push('"');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +229,25 @@ mod tests {
         assert_eq!(
             listen_stats([].iter(), ListenCounters::default()),
             "{\"ports\":[],\"ListenOverflows\":0,\"ListenDrops\":0}"
+        );
+    }
+
+    #[test]
+    fn info_is_json_with_escaped_strings() {
+        let text = info(&Info {
+            version: "0.2.0",
+            api_version: 2,
+            backend_configured: "auto",
+            backend_in_use: "proc",
+            fallback_reason: Some("socket refused: \"x\"\\\n"),
+            snapshot_lifetime_ms: 1000,
+            config_file: "/etc/zabbix/linux_status.conf",
+            config_file_present: false,
+            process_id: 42,
+        });
+        assert_eq!(
+            text,
+            r#"{"version":"0.2.0","api_version":2,"backend_configured":"auto","backend_in_use":"proc","fallback_reason":"socket refused: \"x\"\\\u000a","snapshot_lifetime_ms":1000,"config_file":"/etc/zabbix/linux_status.conf","config_file_present":false,"process_id":42}"#
         );
     }
 }

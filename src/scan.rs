@@ -5,9 +5,10 @@
 //! The kernel returns at most one page per read(), so the buffer size only bounds the
 //! longest line, not the number of system calls.
 //!
-//! A scan checks the clock after every read: at a million sockets a scan costs about a
-//! second, and the agent enforces no timeout on module calls, so a scan that overruns the
-//! agent's `Timeout` stops and fails instead of blocking the worker.
+//! A scan checks the clock before every read and after the last one: at a million sockets a
+//! scan costs about a second, and the agent enforces no timeout on module calls, so a scan
+//! that overruns the agent's `Timeout` stops and fails instead of blocking the worker, and a
+//! scan that ended past it is not answered late.
 
 use std::fmt;
 use std::fs::File;
@@ -219,7 +220,14 @@ impl Scanner {
     {
         let mut parser = ProcTableParser::new(family);
         let mut filled = 0;
+        let timed_out = |parser: &ProcTableParser, budget| ReaderError::TimedOut {
+            budget,
+            lines: parser.lines(),
+        };
         loop {
+            deadline
+                .check()
+                .map_err(|budget| timed_out(&parser, budget))?;
             if filled == self.buffer.len() {
                 return Err(ReaderError::Parse(parser.line_too_long(&self.buffer)));
             }
@@ -229,6 +237,9 @@ impl Scanner {
                 Err(error) => return Err(ReaderError::Read(error)),
             };
             if read == 0 {
+                deadline
+                    .check()
+                    .map_err(|budget| timed_out(&parser, budget))?;
                 return parser
                     .finish(&self.buffer[..filled])
                     .map_err(ReaderError::Parse);
@@ -239,10 +250,6 @@ impl Scanner {
                 .map_err(ReaderError::Parse)?;
             self.buffer.copy_within(consumed..filled, 0);
             filled -= consumed;
-            deadline.check().map_err(|budget| ReaderError::TimedOut {
-                budget,
-                lines: parser.lines(),
-            })?;
         }
     }
 }
@@ -350,6 +357,39 @@ mod tests {
             }
             other => panic!("expected TimedOut, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_scan_whose_last_read_ends_past_the_deadline_fails() {
+        // One read delivers the whole table, the next (EOF) comes after the deadline: the
+        // answer would be late, so it is an error, not a count.
+        struct LateEof<'a> {
+            data: Option<&'a [u8]>,
+        }
+        impl Read for LateEof<'_> {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                match self.data.take() {
+                    Some(data) => {
+                        out[..data.len()].copy_from_slice(data);
+                        Ok(data.len())
+                    }
+                    None => {
+                        std::thread::sleep(Duration::from_millis(20));
+                        Ok(0)
+                    }
+                }
+            }
+        }
+        let mut scanner = Scanner::with_buffer_size(4096);
+        let reader = LateEof {
+            data: Some(TABLE.as_bytes()),
+        };
+        let deadline = Deadline::after(Duration::from_millis(10));
+        let result = scanner.scan_reader(reader, Family::V4, deadline, &mut |_| {});
+        assert!(
+            matches!(result, Err(ReaderError::TimedOut { .. })),
+            "{result:?}"
+        );
     }
 
     #[test]

@@ -1,22 +1,23 @@
 //! Per-process settings: where the socket tables are read from, the module configuration,
-//! the backend in effect, and the agent's Timeout.
+//! the backend in effect (and why, after a fallback), and the agent's Timeout.
 //!
 //! All of it is fixed before the agent forks its workers (`zbx_module_init`,
-//! `zbx_module_item_timeout`) and only read afterwards, so each worker sees what the main
-//! process set.
+//! `zbx_module_item_timeout`) and only read afterwards, so each worker starts with what the
+//! main process set; a worker that later finds netlink refused records that for itself.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use once_cell::sync::OnceCell;
 
-use crate::config::{self, Backend, Config, ConfigError};
+use crate::config::{self, Backend, Config, ConfigError, ConfigPath};
 use crate::scan::ProcSources;
 use crate::snapshot::SharedSnapshot;
 
 /// Test-only: a directory holding `tcp`, `tcp6` and `netstat` to read instead of /proc/net.
+/// Setting it forces the /proc backend (netlink cannot be pointed at files).
 pub const PROC_NET_DIR_VARIABLE: &str = "LINUX_STATUS_PROC_NET_DIR";
 
 /// The agent's default `Timeout`, used until the agent tells us its own.
@@ -26,41 +27,62 @@ pub const DEFAULT_TIMEOUT_SECONDS: u32 = 3;
 #[derive(Debug)]
 pub struct Settings {
     pub sources: ProcSources,
+    /// The directory named by `LINUX_STATUS_PROC_NET_DIR`, which forces the /proc backend.
+    pub proc_net_dir: Option<PathBuf>,
     pub config: Config,
-    pub config_path: PathBuf,
-    /// The snapshot every worker shares (mapped before the fork), if the mapping worked.
+    pub config_path: ConfigPath,
+    /// False when the default file is absent and the defaults apply.
+    pub config_present: bool,
+    /// The snapshots every worker shares (mapped before the fork), if the mapping worked.
     pub shared_snapshot: Option<&'static SharedSnapshot>,
+}
+
+impl Settings {
+    /// The backend requests use: the configured one, or proc when the sources are files.
+    pub fn backend(&self) -> Backend {
+        if self.proc_net_dir.is_some() {
+            Backend::Proc
+        } else {
+            self.config.backend
+        }
+    }
 }
 
 static SETTINGS: OnceCell<Settings> = OnceCell::new();
 /// The origin of the clock the workers share (fixed before the fork).
 static CLOCK_ORIGIN: OnceCell<Instant> = OnceCell::new();
 static TIMEOUT_SECONDS: AtomicU32 = AtomicU32::new(DEFAULT_TIMEOUT_SECONDS);
-/// Set once netlink has failed in this process: later scans use /proc directly.
-static NETLINK_REFUSED: AtomicBool = AtomicBool::new(false);
+/// Why netlink is not used in this process, once it was refused (`Backend=auto` then reads
+/// /proc for every later request).
+static NETLINK_REFUSED: OnceCell<String> = OnceCell::new();
 
-/// Reads the environment and the configuration file; the first successful call wins.
+/// Reads the environment and the configuration file once: later calls return the settings
+/// of the first successful one (and do not map another shared page).
 pub fn init(
     proc_net_dir: Option<OsString>,
     config_override: Option<OsString>,
-    shared_snapshot: Option<&'static SharedSnapshot>,
+    map_shared_snapshot: impl FnOnce() -> Option<&'static SharedSnapshot>,
 ) -> Result<&'static Settings, ConfigError> {
-    if let Some(settings) = SETTINGS.get() {
-        return Ok(settings);
-    }
-    CLOCK_ORIGIN.get_or_init(Instant::now);
-    let sources = match proc_net_dir {
-        Some(dir) if !dir.is_empty() => ProcSources::in_dir(&PathBuf::from(dir)),
-        _ => ProcSources::system(),
-    };
-    let config_path = config::config_path(config_override);
-    let config = config::load(&config_path)?;
-    Ok(SETTINGS.get_or_init(|| Settings {
-        sources,
-        config,
-        config_path,
-        shared_snapshot,
-    }))
+    SETTINGS.get_or_try_init(|| {
+        CLOCK_ORIGIN.get_or_init(Instant::now);
+        let proc_net_dir = proc_net_dir
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from);
+        let sources = match &proc_net_dir {
+            Some(dir) => ProcSources::in_dir(dir),
+            None => ProcSources::system(),
+        };
+        let config_path = config::config_path(config_override);
+        let (config, config_present) = config::load(&config_path)?;
+        Ok(Settings {
+            sources,
+            proc_net_dir,
+            config,
+            config_path,
+            config_present,
+            shared_snapshot: map_shared_snapshot(),
+        })
+    })
 }
 
 /// Nanoseconds since the clock origin, the same clock in every worker of one agent.
@@ -73,28 +95,32 @@ pub fn shared_clock_nanos() -> u64 {
 pub fn get() -> &'static Settings {
     SETTINGS.get_or_init(|| Settings {
         sources: ProcSources::system(),
+        proc_net_dir: None,
         config: Config::default(),
-        config_path: PathBuf::from(config::DEFAULT_CONFIG_PATH),
+        config_path: config::config_path(None),
+        config_present: false,
         shared_snapshot: None,
     })
 }
 
-/// The backend to use now: the configured one, unless netlink was refused earlier.
-pub fn backend() -> Backend {
-    match get().config.backend {
-        Backend::Netlink if !netlink_refused() => Backend::Netlink,
-        _ => Backend::Proc,
+/// Why netlink was refused in this process (or in the main process before the fork).
+pub fn netlink_refused() -> Option<&'static str> {
+    NETLINK_REFUSED.get().map(String::as_str)
+}
+
+/// Records that netlink was refused; returns true the first time (so the caller says so
+/// once).
+pub fn mark_netlink_refused(reason: String) -> bool {
+    NETLINK_REFUSED.set(reason).is_ok()
+}
+
+/// The source that answers requests in this process now.
+pub fn source_in_use(backend: Backend) -> Backend {
+    match backend {
+        Backend::Auto if netlink_refused().is_some() => Backend::Proc,
+        Backend::Auto => Backend::Netlink,
+        forced => forced,
     }
-}
-
-/// True once netlink has failed in this process (or in the main process before the fork).
-pub fn netlink_refused() -> bool {
-    NETLINK_REFUSED.load(Ordering::Relaxed)
-}
-
-/// Records that netlink failed; returns true the first time (so the caller says so once).
-pub fn mark_netlink_refused() -> bool {
-    !NETLINK_REFUSED.swap(true, Ordering::Relaxed)
 }
 
 /// Stores the agent's Timeout; values below one second become one second.
@@ -120,5 +146,21 @@ mod tests {
         set_timeout_seconds(30);
         assert_eq!(timeout(), Duration::from_secs(30));
         set_timeout_seconds(DEFAULT_TIMEOUT_SECONDS as i32);
+    }
+
+    #[test]
+    fn a_proc_directory_forces_the_proc_backend() {
+        let mut settings = Settings {
+            sources: ProcSources::system(),
+            proc_net_dir: None,
+            config: Config::default(),
+            config_path: config::config_path(None),
+            config_present: false,
+            shared_snapshot: None,
+        };
+        assert_eq!(settings.backend(), Backend::Auto);
+        settings.proc_net_dir = Some(PathBuf::from("/tmp/fixture"));
+        settings.config.backend = Backend::Netlink;
+        assert_eq!(settings.backend(), Backend::Proc);
     }
 }

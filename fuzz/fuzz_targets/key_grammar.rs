@@ -15,7 +15,7 @@
 //! `tcp_ext` request may fail on the fixture (unknown counter).
 #![no_main]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -48,7 +48,7 @@ struct Fixture {
 
 /// mixed-small's tcp and tcp6 plus NETSTAT, copied into a private temporary directory that
 /// becomes the process's sources (as LINUX_STATUS_PROC_NET_DIR would), with no module
-/// configuration file (defaults: proc backend).
+/// configuration (defaults; the directory forces the proc backend).
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
@@ -65,11 +65,13 @@ fn fixture() -> &'static Fixture {
         let Expected::Counts(counts) = parse_expected(&text, "mixed-small/expected") else {
             panic!("mixed-small/expected lists counts");
         };
-        let no_config = Path::new("/nonexistent/linux_status_fuzz.conf");
+        // An empty configuration file of our own: the defaults, whatever the host has.
+        let config = dir.join("linux_status.conf");
+        std::fs::write(&config, "").expect("write module configuration");
         let settings = settings::init(
             Some(dir.clone().into_os_string()),
-            Some(no_config.as_os_str().to_owned()),
-            None,
+            Some(config.into_os_string()),
+            || None,
         )
         .expect("settings");
         assert_eq!(
@@ -77,7 +79,8 @@ fn fixture() -> &'static Fixture {
             ProcSources::in_dir(&dir),
             "sources fixed to the fixture"
         );
-        assert_eq!(settings::backend(), Backend::Proc);
+        // The fixture directory forces the /proc backend.
+        assert_eq!(settings.backend(), Backend::Proc);
         Fixture {
             sources: settings.sources.clone(),
             counts,

@@ -1,10 +1,13 @@
 //! The C boundary: every `extern "C"` function and every `unsafe` block of the module.
 //!
-//! Each exported function runs its body inside [`guard`], which catches any panic so that
-//! none unwinds into the agent (a crash in one worker stops the whole agent). Item handlers
-//! turn the safe core's `Result` into the agent's result struct: a value on success; on
-//! failure SYSINFO_RET_FAIL with a message. Every string handed to the agent is allocated
-//! with `malloc`, because the agent releases it with `free()`.
+//! Each exported function runs everything it does, storing the result included, inside
+//! [`guard`], which catches any panic so that none unwinds into the agent (since Rust 1.81 a
+//! panic escaping `extern "C"` aborts, and a crash in one worker stops the whole agent). The
+//! panic path cannot fail in turn: it formats nothing and prints nothing but a fixed message
+//! written with `write(2)` (`eprintln!` itself panics when stderr is closed or full), then
+//! stores a fixed error. Item handlers turn the safe core's `Result` into the agent's result
+//! struct: a value on success; on failure SYSINFO_RET_FAIL with a message. Every string handed
+//! to the agent is allocated with `malloc`, because the agent releases it with `free()`.
 //!
 //! Contract with the agent (see include/zbx_module_abi.h):
 //! - the request's `key`, `nparam` and `params` are read, nothing past byte 36 of it;
@@ -14,12 +17,14 @@
 mod abi;
 pub(crate) mod memchr;
 pub(crate) mod netlink_socket;
+pub(crate) mod services;
 mod shared_memory;
 
-use std::any::Any;
 use std::ffi::{c_char, c_int, c_uint, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
+
+use std::io::Write;
 
 use crate::config;
 use crate::item::{self, ItemValue};
@@ -27,23 +32,32 @@ use crate::settings;
 
 pub use abi::{zbx_agent_request, zbx_agent_result, zbx_metric};
 
-/// Runs `body`, turning a panic into `on_panic(payload)`.
-fn guard<T>(body: impl FnOnce() -> T, on_panic: impl FnOnce(&(dyn Any + Send)) -> T) -> T {
+/// Runs `body`; on a panic writes `message` to stderr and returns `on_panic()`, which must
+/// not panic itself (it only returns a constant or stores a fixed text).
+fn guard<T>(body: impl FnOnce() -> T, message: &'static [u8], on_panic: impl FnOnce() -> T) -> T {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(value) => value,
-        Err(payload) => on_panic(payload.as_ref()),
+        Err(payload) => {
+            // Dropping the payload runs its destructor, which could panic: keep it.
+            std::mem::forget(payload);
+            write_stderr(message);
+            on_panic()
+        }
     }
 }
 
-fn panic_text(payload: &(dyn Any + Send)) -> &str {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        text
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text
-    } else {
-        "unknown panic"
-    }
+/// Writes a fixed message to fd 2, ignoring every error (stderr may be closed or full).
+fn write_stderr(message: &[u8]) {
+    // SAFETY: write(2) reads at most `message.len()` bytes from a live slice; a bad or closed
+    // descriptor only makes it return -1, which is ignored on purpose.
+    let _ = unsafe { libc::write(2, message.as_ptr().cast(), message.len()) };
 }
+
+const PANIC_IN_ITEM: &[u8] = b"linux_status: internal error (panic) in an item; it was answered ZBX_NOTSUPPORTED; please report it\n";
+const PANIC_IN_INIT: &[u8] =
+    b"linux_status: internal error (panic) at init; the module refused to load; please report it\n";
+const PANIC_ELSEWHERE: &[u8] =
+    b"linux_status: internal error (panic) in a module call; please report it\n";
 
 /// Copies `text` into `malloc`ed memory with a NUL terminator, turning interior NULs into
 /// `?` (a C string cannot hold them). Null if `malloc` fails.
@@ -66,12 +80,16 @@ fn malloc_c_string(text: &str) -> *mut c_char {
 /// Mandatory: the module API version this module implements.
 #[no_mangle]
 pub extern "C" fn zbx_module_api_version() -> c_int {
-    guard(|| abi::ZBX_MODULE_API_VERSION, |_| -1)
+    guard(|| abi::ZBX_MODULE_API_VERSION, PANIC_ELSEWHERE, || -1)
 }
 
-/// Called once in the agent's main process, before it forks the workers: reads the module
-/// configuration (a bad file makes the agent refuse to start, with our message on its
-/// stderr/log) and checks that the configured backend works.
+// The number linux_status[info] reports is the one the agent is told.
+const _: () = assert!(abi::ZBX_MODULE_API_VERSION == item::MODULE_API_VERSION);
+
+/// Called in the agent's main process, before it forks the workers: reads the module
+/// configuration (a bad or unreadable file makes the agent refuse to start, with our message
+/// on its stderr/log), checks which backend answers and logs one line saying so. Calling it
+/// again changes nothing (the shared page is mapped once).
 #[no_mangle]
 pub extern "C" fn zbx_module_init() -> c_int {
     guard(
@@ -79,26 +97,22 @@ pub extern "C" fn zbx_module_init() -> c_int {
             let settings = settings::init(
                 std::env::var_os(settings::PROC_NET_DIR_VARIABLE),
                 std::env::var_os(config::CONFIG_PATH_VARIABLE),
-                shared_memory::map_shared_snapshot(),
+                shared_memory::map_shared_snapshot,
             );
             match settings {
                 Ok(_) => {
-                    item::probe_backend();
+                    let line = item::probe_backend();
+                    let _ = writeln!(std::io::stderr(), "{line}");
                     abi::ZBX_MODULE_OK
                 }
                 Err(error) => {
-                    eprintln!("{error}");
+                    let _ = writeln!(std::io::stderr(), "{error}");
                     abi::ZBX_MODULE_FAIL
                 }
             }
         },
-        |payload| {
-            eprintln!(
-                "linux_status: internal error at init ({})",
-                panic_text(payload)
-            );
-            abi::ZBX_MODULE_FAIL
-        },
+        PANIC_IN_INIT,
+        || abi::ZBX_MODULE_FAIL,
     )
 }
 
@@ -106,13 +120,21 @@ pub extern "C" fn zbx_module_init() -> c_int {
 /// calls and the per-process buffer goes with the process.
 #[no_mangle]
 pub extern "C" fn zbx_module_uninit() -> c_int {
-    guard(|| abi::ZBX_MODULE_OK, |_| abi::ZBX_MODULE_FAIL)
+    guard(
+        || abi::ZBX_MODULE_OK,
+        PANIC_ELSEWHERE,
+        || abi::ZBX_MODULE_FAIL,
+    )
 }
 
 /// Receives the agent's `Timeout`; scans that run past it fail instead of blocking.
 #[no_mangle]
 pub extern "C" fn zbx_module_item_timeout(timeout: c_int) {
-    guard(|| settings::set_timeout_seconds(timeout), |_| ())
+    guard(
+        || settings::set_timeout_seconds(timeout),
+        PANIC_ELSEWHERE,
+        || (),
+    )
 }
 
 /// The item table. The agent rewrites `flags` in place, so it must be a `static mut`
@@ -138,7 +160,8 @@ pub extern "C" fn zbx_module_item_list() -> *mut zbx_metric {
     // Taking the address creates no reference, so no aliasing rule is involved.
     guard(
         || (&raw mut ITEMS).cast::<zbx_metric>(),
-        |_| ptr::null_mut(),
+        PANIC_ELSEWHERE,
+        ptr::null_mut,
     )
 }
 
@@ -150,23 +173,24 @@ unsafe extern "C" fn linux_status_item(
     if result.is_null() {
         return abi::SYSINFO_RET_FAIL;
     }
-    let outcome = guard(
+    guard(
         || {
             // SAFETY: the agent passes a valid request whose params stay alive and
             // unmodified for the whole call; read_params checks nulls and counts.
-            let params = unsafe { read_params(request) }?;
-            item::answer(&params)
+            let outcome = unsafe { read_params(request) }.and_then(|params| item::answer(&params));
+            // SAFETY: `result` is non-null and points to the agent's zero-filled result, at
+            // least 64 bytes long, which the agent does not touch during the call.
+            store_outcome(unsafe { &mut *result }, outcome)
         },
-        |payload| {
-            Err(format!(
-                "Internal error in linux_status ({}); please report it.",
-                panic_text(payload)
-            ))
+        PANIC_IN_ITEM,
+        || {
+            // SAFETY: as above; the body's borrow of the result ended with its unwinding.
+            store_failure(
+                unsafe { &mut *result },
+                "Internal error in linux_status (a panic); please report it.",
+            )
         },
-    );
-    // SAFETY: `result` is non-null and points to the agent's zero-filled result, at least
-    // 64 bytes long, which the agent does not touch during the call.
-    store_outcome(unsafe { &mut *result }, outcome)
+    )
 }
 
 /// Borrows the request's parameters as byte slices.
@@ -261,12 +285,28 @@ mod tests {
     fn the_guard_turns_a_panic_into_its_fallback() {
         let value = guard(
             || -> i32 { panic!("boom") },
-            |payload| {
-                assert_eq!(panic_text(payload), "boom");
-                7
-            },
+            b"linux_status: unit test panic (expected)\n",
+            || 7,
         );
         assert_eq!(value, 7);
+    }
+
+    #[test]
+    fn a_panicking_item_still_stores_a_fixed_error() {
+        let mut result = zeroed_result();
+        let code = guard(
+            || -> c_int { panic!("boom") },
+            b"linux_status: unit test panic (expected)\n",
+            || {
+                store_failure(
+                    &mut result,
+                    "Internal error in linux_status (a panic); please report it.",
+                )
+            },
+        );
+        assert_eq!(code, abi::SYSINFO_RET_FAIL);
+        assert_eq!(result.type_, abi::AR_MESSAGE);
+        assert!(take_c_string(result.msg).starts_with("Internal error"));
     }
 
     #[test]

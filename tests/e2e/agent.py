@@ -39,8 +39,9 @@ class AgentConfig:
     pid_file: Path
     log_file: Path
     module: Path
-    # The module's own configuration file, passed as LINUX_STATUS_CONFIG.
-    module_config: Path
+    # The module's own configuration file, passed as LINUX_STATUS_CONFIG; None: no file at
+    # all (the variable unset, and the default path hidden by the suite: shipped defaults).
+    module_config: Path | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,11 +90,13 @@ def write_config(
     directory: Path,
     module: Path,
     port: int,
-    module_settings: str = EXACT_MODULE_SETTINGS,
+    module_settings: str | None = EXACT_MODULE_SETTINGS,
     extra_lines: tuple[str, ...] = (),
     start_agents: int = START_AGENTS,
+    debug_level: int = 3,
 ) -> AgentConfig:
-    """The agent configuration, and the module's (linux_status.conf) beside it."""
+    """The agent configuration, and the module's (linux_status.conf) beside it; with
+    `module_settings=None`, no module configuration at all (the shipped defaults)."""
     directory.mkdir(parents=True, exist_ok=True)
     cfg = AgentConfig(
         path=directory / "zabbix_agentd.conf",
@@ -102,9 +105,10 @@ def write_config(
         pid_file=directory / "zabbix_agentd.pid",
         log_file=directory / "zabbix_agentd.log",
         module=module,
-        module_config=directory / "linux_status.conf",
+        module_config=None if module_settings is None else directory / "linux_status.conf",
     )
-    cfg.module_config.write_text(module_settings)
+    if cfg.module_config is not None:
+        cfg.module_config.write_text(module_settings)
     cfg.path.write_text(
         "\n".join(
             [
@@ -121,7 +125,7 @@ def write_config(
                 f"LoadModulePath={module.parent}",
                 f"LoadModule={module.name}",
                 f"StartAgents={start_agents}",
-                "DebugLevel=3",
+                f"DebugLevel={debug_level}",
                 *extra_lines,
                 "",
             ]
@@ -135,7 +139,9 @@ def agent_env(cfg: AgentConfig) -> dict[str, str]:
     the module configuration of `cfg`."""
     env = dict(os.environ)
     env.pop("LINUX_STATUS_PROC_NET_DIR", None)
-    env["LINUX_STATUS_CONFIG"] = str(cfg.module_config)
+    env.pop("LINUX_STATUS_CONFIG", None)
+    if cfg.module_config is not None:
+        env["LINUX_STATUS_CONFIG"] = str(cfg.module_config)
     return env
 
 

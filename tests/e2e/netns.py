@@ -8,7 +8,10 @@ Shared by tests/e2e, tests/robustness and tests/server (their conftests import i
   namespace of its own, not the parent's); it then moves into a child namespace with a TCP
   socket hash of its own (`net.ipv4.tcp_child_ehash_entries`), because a namespace normally
   shares the host's established hash and every /proc/net/tcp read walks all of it: a host
-  with 700,000 sockets elsewhere made one read take ~0.25 s. Finally `lo` is brought up.
+  with 700,000 sockets elsewhere made one read take ~0.25 s. Finally `lo` is brought up;
+- `hide_host_module_config()`: a private mount namespace in which /etc/zabbix is an empty
+  tmpfs, so the module's default configuration file (/etc/zabbix/linux_status.conf) is
+  absent whatever the host has: the shipped defaults are tested as shipped.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ import pytest
 import scenario as scenario_mod
 
 CLONE_NEWNET = 0x40000000
+CLONE_NEWNS = 0x00020000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+HOST_MODULE_CONFIG_DIR = Path("/etc/zabbix")
 # Buckets of the private TCP socket hash: plenty for the suites' few thousand sockets.
 CHILD_EHASH_ENTRIES = 4096
 
@@ -110,3 +117,21 @@ def enter_private_namespace(hint: str) -> str:
         f"hash, {read_proc_net_tcp_seconds() * 1000:.2f} ms with a private one "
         f"({CHILD_EHASH_ENTRIES} buckets)"
     )
+
+
+def hide_host_module_config() -> str:
+    """Moves this process into a private mount namespace where /etc/zabbix holds nothing
+    (an empty tmpfs; the host's folder is untouched), so no host file changes a result."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNS) != 0:
+        pytest.fail(f"unshare(CLONE_NEWNS): {os.strerror(ctypes.get_errno())}", pytrace=False)
+    # Mounts made here must not propagate back to the host.
+    if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        pytest.fail(f"mount --make-rprivate /: {os.strerror(ctypes.get_errno())}", pytrace=False)
+    if not HOST_MODULE_CONFIG_DIR.is_dir():
+        return f"{HOST_MODULE_CONFIG_DIR} does not exist on this host: nothing to hide"
+    if libc.mount(b"tmpfs", bytes(HOST_MODULE_CONFIG_DIR), b"tmpfs", 0, b"mode=0755") != 0:
+        pytest.fail(f"mount tmpfs on {HOST_MODULE_CONFIG_DIR}: {os.strerror(ctypes.get_errno())}",
+                    pytrace=False)
+    assert not any(HOST_MODULE_CONFIG_DIR.iterdir()), "the tmpfs over /etc/zabbix is not empty"
+    return f"{HOST_MODULE_CONFIG_DIR} hidden behind an empty tmpfs (private mount namespace)"

@@ -4,7 +4,9 @@
   state for single-state keys, full dumps otherwise);
 - when netlink is refused (here: an LD_PRELOAD shim that makes socket(AF_NETLINK,
   NETLINK_SOCK_DIAG) fail with EACCES, as SELinux does without netlink_tcpdiag_socket), the
-  module says so once and answers from /proc, exactly;
+  default backend (auto) says so once and answers from /proc, exactly; a dump the kernel
+  reports as failed (the shim rewrites NLMSG_DONE to -ENOENT, or sets NLM_F_DUMP_INTR) is
+  answered from /proc too, never as zeros; `Backend=netlink` turns both into errors;
 - `SnapshotLifetime` makes every worker reuse one scan for that long (a snapshot shared
   through memory mapped before the fork), and 0 disables reuse;
 - a bad configuration file makes the agent refuse to start, naming the file, line and
@@ -28,24 +30,68 @@ SHIM_SOURCE = r"""
 #include <dlfcn.h>
 #include <errno.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <linux/netlink.h>
 
-/* Refuses sock_diag sockets the way an LSM does; every other socket is untouched. */
+/* LS_SHIM selects how sock_diag misbehaves; every other socket is untouched.
+ *   refuse       socket() fails with EACCES, as SELinux does without netlink_tcpdiag_socket;
+ *   done-enoent  every dump ends with NLMSG_DONE carrying -ENOENT (tcp_diag not loadable);
+ *   dump-intr    every datagram carries NLM_F_DUMP_INTR (the table changed mid-dump). */
+static int diag_fds[64];
+
+static const char *mode(void)
+{
+	const char *m = getenv("LS_SHIM");
+	return m ? m : "";
+}
+
 int socket(int domain, int type, int protocol)
 {
 	static int (*real_socket)(int, int, int);
 	if (real_socket == NULL)
 		real_socket = (int (*)(int, int, int))dlsym(RTLD_NEXT, "socket");
 	if (domain == AF_NETLINK && protocol == NETLINK_SOCK_DIAG) {
-		errno = EACCES;
-		return -1;
+		if (strcmp(mode(), "refuse") == 0) {
+			errno = EACCES;
+			return -1;
+		}
+		int fd = real_socket(domain, type, protocol);
+		if (fd >= 0 && fd < 64)
+			diag_fds[fd] = 1;
+		return fd;
 	}
-	return real_socket(domain, type, protocol);
+	int fd = real_socket(domain, type, protocol);
+	if (fd >= 0 && fd < 64)
+		diag_fds[fd] = 0;
+	return fd;
+}
+
+ssize_t recv(int fd, void *buf, size_t len, int flags)
+{
+	static ssize_t (*real_recv)(int, void *, size_t, int);
+	if (real_recv == NULL)
+		real_recv = (ssize_t (*)(int, void *, size_t, int))dlsym(RTLD_NEXT, "recv");
+	ssize_t n = real_recv(fd, buf, len, flags);
+	if (n <= 0 || fd < 0 || fd >= 64 || !diag_fds[fd] || (size_t)n > len)
+		return n;
+	int enoent = strcmp(mode(), "done-enoent") == 0;
+	int intr = strcmp(mode(), "dump-intr") == 0;
+	size_t left = (size_t)n;
+	for (struct nlmsghdr *h = buf; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+		if (intr)
+			h->nlmsg_flags |= NLM_F_DUMP_INTR;
+		if (enoent && h->nlmsg_type == NLMSG_DONE && h->nlmsg_len >= NLMSG_LENGTH(sizeof(int)))
+			*(int *)NLMSG_DATA(h) = -ENOENT;
+	}
+	return n;
 }
 """
 
-FALLBACK_MESSAGE = "linux_status: netlink sock_diag unavailable"
+FALLBACK_MESSAGE = "netlink sock_diag unavailable"
+DUMP_FAILED_MESSAGE = "linux_status: a netlink sock_diag dump failed"
 
 KEYS = [
     "linux_status[tcp_summary]",
@@ -58,7 +104,7 @@ KEYS = [
 ]
 
 
-def config(tmp_path: Path, env, name: str, settings: str, **kwargs) -> ag.AgentConfig:
+def config(tmp_path: Path, env, name: str, settings: str | None, **kwargs) -> ag.AgentConfig:
     port = ag.free_port(avoid=sc.SCENARIO_PORTS)
     return ag.write_config(tmp_path / name, env.so, port, module_settings=settings, **kwargs)
 
@@ -88,11 +134,11 @@ def test_netlink_answers_like_proc(key, scenario, agentd, env, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def refusing_shim(tmp_path_factory) -> Path:
+def shim(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("shim")
-    source = directory / "refuse_sock_diag.c"
+    source = directory / "sock_diag_shim.c"
     source.write_text(SHIM_SOURCE)
-    library = directory / "refuse_sock_diag.so"
+    library = directory / "sock_diag_shim.so"
     built = subprocess.run(
         ["gcc", "-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-o", str(library), str(source),
          "-ldl"],
@@ -102,25 +148,50 @@ def refusing_shim(tmp_path_factory) -> Path:
     return library
 
 
-def test_refused_netlink_falls_back_to_proc_and_says_so_once(
-    scenario, agentd, env, tmp_path, refusing_shim, agent_ports
-):
-    cfg = config(tmp_path, env, "refused", "Backend=netlink\nSnapshotLifetime=0\n")
-    environment = {**ag.agent_env(cfg), "LD_PRELOAD": str(refusing_shim)}
+def shimmed(cfg: ag.AgentConfig, shim: Path, mode: str) -> dict[str, str]:
+    return {**ag.agent_env(cfg), "LD_PRELOAD": str(shim), "LS_SHIM": mode}
 
-    # -t: one process, one message, the right answer.
+
+def run_test_mode(agentd: str, cfg: ag.AgentConfig, key: str, environment) -> tuple[ag.ItemResult, str]:
+    """`zabbix_agentd -t KEY` with an environment; the result and everything printed."""
     proc = subprocess.run(
-        [agentd, "-c", str(cfg.path), "-t", "linux_status[tcp_summary]"],
+        [agentd, "-c", str(cfg.path), "-t", key],
         capture_output=True, text=True, timeout=30, env=environment,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("linux_status"))
+    return ag.parse_item_line(line), output
+
+
+def exact_under(agentd, cfg, environment, key):
+    """The module's answer for KEY bracketed by ss (repeated while the table moved)."""
+    for _ in range(5):
+        before = sc.ss_sockets()
+        result, output = run_test_mode(agentd, cfg, key, environment)
+        if {s.ident for s in before} == {s.ident for s in sc.ss_sockets()}:
+            return result, output, sc.count_states(before)
+    pytest.fail("the socket table kept changing around the query")
+
+
+@pytest.mark.parametrize("settings", ["", "Backend=auto\nSnapshotLifetime=0\n"],
+                         ids=["shipped-defaults", "auto"])
+def test_refused_netlink_falls_back_to_proc_and_says_so_once(
+    settings, scenario, agentd, env, tmp_path, shim, agent_ports
+):
+    cfg = config(tmp_path, env, "refused", settings)
+    environment = shimmed(cfg, shim, "refuse")
+
+    # -t: one process, one message, the right answer.
+    result, output, ss_counts = exact_under(agentd, cfg, environment, "linux_status[tcp_summary]")
     assert output.count(FALLBACK_MESSAGE) == 1, output
     assert "Permission denied" in output, output
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("linux_status"))
-    summary = json.loads(ag.parse_item_line(line).value)
-    ss_counts = sc.count_states(sc.ss_sockets())
+    summary = json.loads(result.value)
     assert {k: summary[k] for k in sc.KERNEL_STATES} == ss_counts
+    info, _ = run_test_mode(agentd, cfg, "linux_status[info]", environment)
+    info = json.loads(info.value)
+    assert (info["backend_configured"], info["backend_in_use"]) == ("auto", "proc"), info
+    assert "Permission denied" in info["fallback_reason"], info
 
     # A running agent: the probe in the main process decides before the fork, so the log
     # holds the message once however many workers answer.
@@ -129,12 +200,66 @@ def test_refused_netlink_falls_back_to_proc_and_says_so_once(
     start_with_env(agent, environment)
     try:
         for _ in range(6):
+            time.sleep(0.05 if "SnapshotLifetime=0" in settings else 1.1)
             result = ag.zabbix_get(env.get, cfg.port, "linux_status[tcp_status,LISTEN]")
             assert result.value == str(sc.count_states(sc.ss_sockets())["LISTEN"]), result.raw
         text = agent.log_text() + agent.stdout_path.read_text(errors="replace")
         assert text.count(FALLBACK_MESSAGE) == 1, text[-3000:]
     finally:
         agent.stop()
+
+
+def test_refused_netlink_with_backend_netlink_is_an_error_never_a_number(
+    scenario, agentd, env, tmp_path, shim
+):
+    cfg = config(tmp_path, env, "forced", "Backend=netlink\nSnapshotLifetime=0\n")
+    environment = shimmed(cfg, shim, "refuse")
+    for key in ("linux_status[tcp_status,LISTEN]", "linux_status[tcp_summary]"):
+        result, output = run_test_mode(agentd, cfg, key, environment)
+        assert not result.supported, result.raw
+        assert "Netlink sock_diag is unavailable" in result.message, result.raw
+        assert "Backend=auto" in result.message, result.raw
+        assert "requests will fail" in output, output
+
+
+@pytest.mark.parametrize("mode,reason", [("done-enoent", "No such file or directory"),
+                                         ("dump-intr", "interrupted")])
+def test_a_failed_dump_is_answered_from_proc_never_as_zeros(
+    mode, reason, scenario, agentd, env, tmp_path, shim
+):
+    """The kernel ends a failed dump with a negative errno in NLMSG_DONE, or flags it
+    NLM_F_DUMP_INTR: under the shipped default (auto) the answer is /proc's, exact; the log
+    says why, once per process."""
+    cfg = config(tmp_path, env, f"failed-{mode}", "SnapshotLifetime=0\n")
+    environment = shimmed(cfg, shim, mode)
+    for state in ("ESTABLISHED", "LISTEN", "TIME_WAIT"):
+        result, output, ss_counts = exact_under(
+            agentd, cfg, environment, f"linux_status[tcp_status,{state}]"
+        )
+        assert result.uint() == ss_counts[state], (state, result.raw, output)
+        assert ss_counts[state] > 0, f"the scenario has {state} sockets"
+        assert reason in output, output
+        said = output.count(FALLBACK_MESSAGE) + output.count(DUMP_FAILED_MESSAGE)
+        assert said <= 1, output
+    result, output, ss_counts = exact_under(agentd, cfg, environment, "linux_status[tcp_summary]")
+    summary = json.loads(result.value)
+    assert {k: summary[k] for k in sc.KERNEL_STATES} == ss_counts, output
+
+
+@pytest.mark.parametrize("mode,reason", [("done-enoent", "No such file or directory"),
+                                         ("dump-intr", "interrupted")])
+def test_a_failed_dump_with_backend_netlink_is_an_error(
+    mode, reason, scenario, agentd, env, tmp_path, shim
+):
+    cfg = config(tmp_path, env, f"forced-{mode}", "Backend=netlink\nSnapshotLifetime=0\n")
+    environment = shimmed(cfg, shim, mode)
+    for key in ("linux_status[tcp_status,ESTABLISHED]", "linux_status[tcp_summary]",
+                "linux_status[listen_discovery]"):
+        result, _ = run_test_mode(agentd, cfg, key, environment)
+        assert not result.supported, f"{mode}: {key} gave {result.raw}"
+        assert result.message.startswith("Netlink sock_diag"), result.raw
+        assert reason in result.message, result.raw
+        assert "Backend=netlink allows no fallback" in result.message, result.raw
 
 
 def start_with_env(agent: ag.Agent, environment: dict[str, str]) -> None:
@@ -147,31 +272,58 @@ def start_with_env(agent: ag.Agent, environment: dict[str, str]) -> None:
         ag.agent_env = original
 
 
+def serving_pids(log: str, key: str) -> list[int]:
+    """The pids of the workers that logged "Requested [KEY]" (DebugLevel=4), in order."""
+    pids = []
+    for line in log.splitlines():
+        head, _, rest = line.partition(":")
+        if rest and f"Requested [{key}]" in rest and head.strip().isdigit():
+            pids.append(int(head))
+    return pids
+
+
+@pytest.mark.parametrize(
+    "settings,lifetime",
+    [("SnapshotLifetime=4000\n", 4.0), (None, 1.0)],
+    ids=["lifetime-4000", "shipped-defaults"],
+)
 def test_snapshot_lifetime_one_scan_shared_by_every_worker_then_expires(
-    scenario, agentd, env, tmp_path, agent_ports
+    settings, lifetime, scenario, agentd, env, tmp_path, agent_ports
 ):
-    """SnapshotLifetime=4000 on an agent with 3 listener workers: each passive check leaves a
-    TIME_WAIT on the agent port, yet six checks within the lifetime all give the first one's
-    count — the accepts spread over the workers, and a per-worker cache would have rescanned
-    and seen the new TIME_WAITs — and one after the lifetime scans again."""
-    cfg = config(tmp_path, env, "snapshot", "SnapshotLifetime=4000\n", start_agents=3)
+    """One snapshot serves every worker for the lifetime, with the configured lifetime and
+    with the shipped defaults (no configuration file: auto, that is netlink dumps of the one
+    state, and 1000 ms). Each passive check leaves a TIME_WAIT on the agent port, yet the
+    checks within the lifetime all give the first one's count although the agent log shows
+    that at least two different workers answered them (a per-worker cache would have
+    rescanned and seen the new TIME_WAITs), and one after the lifetime scans again."""
+    cfg = config(tmp_path, env, "snapshot", settings, start_agents=3, debug_level=4)
     agent = ag.Agent(agentd, env.get, cfg)
     agent_ports.append(cfg.port)
     agent.start()
     key = "linux_status[tcp_status,TIME_WAIT]"
     try:
-        time.sleep(4.5)  # let the start-up pings' scan (if any) expire
-        started = time.monotonic()
-        answers = [int(ag.zabbix_get(env.get, cfg.port, key).value) for _ in range(6)]
-        reused_within = time.monotonic() - started
-        ss_now = sc.count_states(sc.ss_sockets())["TIME_WAIT"]
-        assert reused_within < 3.0, "the queries came too late to test reuse"
+        for attempt in range(5):
+            time.sleep(lifetime + 0.5)  # let any earlier scan expire
+            log_before = len(agent.log_text())
+            started = time.monotonic()
+            answers = [int(ag.zabbix_get(env.get, cfg.port, key).value) for _ in range(6)]
+            reused_within = time.monotonic() - started
+            ss_now = sc.count_states(sc.ss_sockets())["TIME_WAIT"]
+            workers = set(serving_pids(agent.log_text()[log_before:], key))
+            if reused_within < lifetime * 0.8 and len(workers) >= 2:
+                break
+        assert reused_within < lifetime * 0.8, "the queries came too late to test reuse"
+        assert len(workers) >= 2, f"the checks all reached one worker: {workers}"
+        assert workers <= set(agent.pids()[1]), (workers, agent.pids())
         assert len(set(answers)) == 1, f"one scan serves every worker: {answers}"
         assert ss_now >= answers[0] + 5, "the queries' TIME_WAITs exist but were not rescanned"
-        time.sleep(4.5)
+        time.sleep(lifetime + 0.5)
         before = sc.count_states(sc.ss_sockets())["TIME_WAIT"]
         fresh = int(ag.zabbix_get(env.get, cfg.port, key).value)
         assert fresh == before, "after the lifetime a worker scans again"
+        info = json.loads(ag.zabbix_get(env.get, cfg.port, "linux_status[info]").value)
+        assert info["snapshot_lifetime_ms"] == int(lifetime * 1000), info
+        assert info["backend_in_use"] == "netlink", info
     finally:
         agent.stop()
 
@@ -179,7 +331,7 @@ def test_snapshot_lifetime_one_scan_shared_by_every_worker_then_expires(
 @pytest.mark.parametrize(
     "settings,line,problem",
     [
-        ("Backend=ebpf\n", 1, 'Backend must be proc or netlink, got "ebpf"'),
+        ("Backend=ebpf\n", 1, 'Backend must be auto, proc or netlink, got "ebpf"'),
         ("# fine\nSnapshotLifetime=soon\n", 2, "SnapshotLifetime must be milliseconds"),
         ("Backend=proc\n\nTimeout=3\n", 3, 'unknown parameter "Timeout"'),
     ],
@@ -202,3 +354,44 @@ def test_bad_configuration_stops_the_agent_with_a_clear_message(
     assert daemon.returncode != 0, "the agent must refuse to start"
     log = cfg.log_file.read_text(errors="replace") if cfg.log_file.exists() else ""
     assert expected in daemon.stdout + daemon.stderr + log, log[-2000:]
+
+
+def test_a_named_configuration_that_does_not_exist_stops_the_agent(agentd, env, tmp_path):
+    cfg = config(tmp_path, env, "missing", "")
+    cfg.module_config.unlink()
+    test_mode = subprocess.run(
+        [agentd, "-c", str(cfg.path), "-t", "linux_status[version]"],
+        capture_output=True, text=True, timeout=30, env=ag.agent_env(cfg),
+    )
+    output = test_mode.stdout + test_mode.stderr
+    assert test_mode.returncode != 0, output
+    assert (f"linux_status: cannot read {cfg.module_config} (named by LINUX_STATUS_CONFIG): "
+            "No such file or directory") in output, output
+
+
+def test_an_unreadable_configuration_names_the_agent_user(agentd, env):
+    """The module reads its file after the agent dropped root: a file the agent's user cannot
+    read stops init with the file, the OS error and who must be able to read it. Run as
+    `nobody` (what `User=zabbix` is on a packaged agent)."""
+    import shutil
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp(prefix="linux-status-perm-"))
+    try:
+        directory.chmod(0o755)
+        cfg = ag.write_config(directory, env.so, ag.free_port(avoid=sc.SCENARIO_PORTS),
+                              module_settings="Backend=auto\n")
+        cfg.path.chmod(0o644)
+        cfg.module_config.chmod(0o600)
+        proc = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             agentd, "-c", str(cfg.path), "-t", "linux_status[version]"],
+            capture_output=True, text=True, timeout=30, env=ag.agent_env(cfg),
+        )
+        output = proc.stdout + proc.stderr
+        assert proc.returncode != 0, output
+        expected = (f"linux_status: cannot read {cfg.module_config}: Permission denied (os error 13); "
+                    "the user the agent runs as (usually zabbix) must be able to read it")
+        assert expected in output, output
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

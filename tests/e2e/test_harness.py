@@ -67,7 +67,13 @@ def test_harness_under_valgrind(harness, fixture_dir, tmp_path):
     vg_log = tmp_path / "valgrind.log"
     cmd = [valgrind, *VALGRIND_ARGS, f"--log-file={vg_log}", str(harness), str(SO),
            str(fixture_dir)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    # The module's configuration is pinned to an empty file (the defaults): a host's
+    # /etc/zabbix/linux_status.conf must not change what the fixtures give. The harness
+    # sets LINUX_STATUS_PROC_NET_DIR, which forces the /proc backend.
+    module_config = tmp_path / "linux_status.conf"
+    module_config.write_text("")
+    environment = {**os.environ, "LINUX_STATUS_CONFIG": str(module_config)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=environment)
     log = vg_log.read_text() if vg_log.exists() else "(no valgrind log)"
     out = proc.stdout
     failures = "\n".join(line for line in out.splitlines() if line.startswith("FAIL"))

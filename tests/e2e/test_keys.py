@@ -49,13 +49,18 @@ def split(endpoint: str) -> tuple[ipaddress._BaseAddress, int]:
 
 
 def address_matches(spec: str, address) -> bool:
+    """net.tcp.socket.count's rule: a filter written as ::ffff:a.b.c.d/p with p > 0 compares
+    IPv4 addresses in their mapped form (so /96 and up is the IPv4 network, and /64 also
+    covers ::/64); any other IPv6 filter (::ffff:.../0 included) sees real IPv6 only."""
     if not spec:
         return True
-    network = ipaddress.ip_network(spec, strict=False)
-    if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped:
-        network = ipaddress.ip_network(
-            f"{network.network_address.ipv4_mapped}/{network.prefixlen - 96}", strict=False
-        )
+    written = ipaddress.ip_interface(spec)
+    network = written.network
+    if (isinstance(written, ipaddress.IPv6Interface) and written.ip.ipv4_mapped is not None
+            and network.prefixlen > 0):
+        if address.version == 4:
+            address = ipaddress.IPv6Address(f"::ffff:{address}")
+        return address in network
     return address.version == network.version and address in network
 
 
@@ -110,6 +115,13 @@ FILTERS = [
     ("", "", "::1/128", ""),
     ("", "0", "", ""),  # port 0 means any, as in net.tcp.socket.count
     ("10.0.0.0/8", "", "", ""),  # nothing there
+    # Written as IPv4-mapped, every prefix 0-128 as net.tcp.socket.count takes it.
+    ("::ffff:127.0.0.1/120", "", "", ""),
+    ("::ffff:127.0.0.1/96", "", "", ""),
+    ("::ffff:127.0.0.1/88", "", "", ""),  # the ::ffff:0:0/88 block: IPv4 only
+    ("::ffff:127.0.0.1/64", "", "", ""),  # ::/64: every IPv4 address and ::1
+    ("", "", "::ffff:10.0.0.1/80", ""),
+    ("::ffff:127.0.0.1/0", "", "", ""),  # /0: real IPv6 only
 ]
 
 

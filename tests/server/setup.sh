@@ -22,8 +22,8 @@ for pkg in "${zs_packages[@]}"; do
 done
 if [ ${#zs_missing[@]} -gt 0 ]; then
 	zs_log "apt-get install ${zs_missing[*]}"
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${zs_missing[@]}" >/dev/null
+	apt-get -o DPkg::Lock::Timeout=600 update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${zs_missing[@]}" >/dev/null
 fi
 for f in /usr/sbin/zabbix_server /usr/share/zabbix/api_jsonrpc.php \
 	/usr/share/zabbix-server-pgsql/schema.sql.gz /usr/share/zabbix-server-pgsql/images.sql.gz \

@@ -140,15 +140,16 @@ fn one_line(text: &str) -> String {
 
 /// What `zbx_module_init` + `zbx_module_item_timeout` do in an agent, minus the agent.
 fn init() -> Result<String, String> {
-    let settings = linux_status::settings::init(None, std::env::var_os("LINUX_STATUS_CONFIG"), None)
+    use linux_status::settings;
+    let settings = settings::init(None, std::env::var_os("LINUX_STATUS_CONFIG"), || None)
         .map_err(|error| error.to_string())?;
-    linux_status::settings::set_timeout_seconds(AGENT_TIMEOUT_SECONDS);
-    linux_status::item::probe_backend();
+    settings::set_timeout_seconds(AGENT_TIMEOUT_SECONDS);
+    let line = linux_status::item::probe_backend();
     Ok(format!(
-        "config={} backend={:?} effective_backend={:?} snapshot_lifetime_ms={}",
-        settings.config_path.display(),
+        "config={} backend={} source={} snapshot_lifetime_ms={} ({line})",
+        settings.config_path.path.display(),
         settings.config.backend,
-        linux_status::settings::backend(),
+        settings::source_in_use(settings.backend()),
         settings.config.snapshot_lifetime.as_millis()
     ))
 }
