@@ -261,4 +261,19 @@ mod tests {
         let error = load(&directory).unwrap_err().0;
         assert!(error.contains("cannot read"), "{error}");
     }
+
+    #[test]
+    fn the_shipped_sample_is_the_defaults_commented_and_uncommented() {
+        let sample = include_str!("../conf/linux_status.conf.sample");
+        assert_eq!(parse_text(sample), Ok(Config::default()));
+        // Its commented settings, uncommented, are exactly the defaults too.
+        let settings: String = sample
+            .lines()
+            .filter_map(|line| line.strip_prefix("# "))
+            .filter(|line| line.starts_with("Backend=") || line.starts_with("SnapshotLifetime="))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert_eq!(settings.lines().count(), 2, "{settings}");
+        assert_eq!(parse_text(&settings), Ok(Config::default()));
+    }
 }

@@ -395,3 +395,37 @@ def test_an_unreadable_configuration_names_the_agent_user(agentd, env):
         assert expected in output, output
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_netlink_works_for_an_unprivileged_agent_user(scenario, agentd, env):
+    """The agent's own user (here `nobody`, as `zabbix` is on a packaged agent) may dump
+    TCP sockets through sock_diag: the shipped default does not need root."""
+    import shutil
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp(prefix="linux-status-user-"))
+    try:
+        directory.chmod(0o755)
+        cfg = ag.write_config(directory, env.so, ag.free_port(avoid=sc.SCENARIO_PORTS),
+                              module_settings="SnapshotLifetime=0\n")
+        for path in (cfg.path, cfg.module_config):
+            path.chmod(0o644)
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        key = "linux_status[info]"
+        proc = subprocess.run([*as_nobody, agentd, "-c", str(cfg.path), "-t", key],
+                              capture_output=True, text=True, timeout=30, env=ag.agent_env(cfg))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        info = json.loads(ag.parse_item_line(proc.stdout.strip().splitlines()[0]).value)
+        assert info["backend_in_use"] == "netlink", info
+        for _ in range(5):
+            before = sc.ss_sockets()
+            proc = subprocess.run(
+                [*as_nobody, agentd, "-c", str(cfg.path), "-t", "linux_status[tcp_summary]"],
+                capture_output=True, text=True, timeout=30, env=ag.agent_env(cfg))
+            if {s.ident for s in before} == {s.ident for s in sc.ss_sockets()}:
+                break
+        summary = json.loads(ag.parse_item_line(proc.stdout.strip().splitlines()[0]).value)
+        assert {k: summary[k] for k in sc.KERNEL_STATES} == sc.count_states(before)
+        assert "unavailable" not in proc.stderr, proc.stderr
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
