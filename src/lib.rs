@@ -1,33 +1,34 @@
-//! linux_status: a Zabbix agent loadable module that counts TCP connection states.
+//! linux_status: TCP connection-state counts for Zabbix, answered inside the agent.
 //!
-//! The agent loads the built `liblinux_status.so` with `LoadModule` and calls
+//! `zabbix_agentd` loads the built `liblinux_status.so` with `LoadModule` and calls
 //! `linux_status[...]` in-process: no shell, no fork, no temp file. The module lists the
-//! sockets from /proc/net/tcp{,6} (streamed through one reused buffer) or, opt-in, from
-//! netlink sock_diag, and counts them by state, filter and listening port.
+//! sockets with netlink sock_diag or from /proc/net/tcp{,6} and counts them by state, filter
+//! and listening port.
 //!
-//! Layout: the safe core knows nothing of C: [`state`] (names, counters), [`key`] (the key
-//! grammar), [`filter`] (address/port filters), [`parse`] and [`scan`] (/proc text),
-//! [`netlink`] (sock_diag wire format), [`listen`] (per-port aggregation), [`netstat`]
-//! (TcpExt counters), [`report`] (JSON), [`config`] and [`settings`] (configuration),
-//! [`snapshot`] (the state counts shared by the agent's workers),
-//! [`item`] (answers a request). `ffi` holds every `extern "C"` function and every `unsafe`
-//! block, including the netlink socket calls.
+//! The folders are the layers; each imports only the ones below it:
+//!
+//! ```text
+//! ffi/       the zabbix_agentd ABI: bindings, the panic guard, the five exports
+//!   answer/    one request: backend choice and fallback, snapshots, listen table, JSON
+//!     request/   key grammar and filters            setup/  configuration, settings
+//!     source/    proc/ (parser, scanner), netlink/ (sock_diag), netstat
+//!       model/     states, counters, socket view, deadline, parameter text
+//!       sys/       every OS call that needs unsafe
+//! ```
+//!
+//! `unsafe` is denied everywhere but in `sys` and `ffi`.
 
-// Every unsafe block says why it is sound; all of them are under src/ffi/.
+#![deny(unsafe_code)]
+// Every unsafe block says why it is sound.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-pub mod config;
-pub mod filter;
-pub mod item;
-pub mod key;
-pub mod listen;
-pub mod netlink;
-pub mod netstat;
-pub mod parse;
-pub mod report;
-pub mod scan;
-pub mod settings;
-pub mod snapshot;
-pub mod state;
+pub mod answer;
+pub mod model;
+pub mod request;
+pub mod setup;
+pub mod source;
+#[allow(unsafe_code)]
+pub mod sys;
 
+#[allow(unsafe_code)]
 mod ffi;

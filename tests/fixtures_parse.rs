@@ -5,9 +5,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use linux_status::item::count_states;
-use linux_status::scan::{Deadline, ProcSources, Scanner};
-use linux_status::state::StateCounts;
+use linux_status::answer::count_states;
+use linux_status::model::deadline::Deadline;
+use linux_status::model::state::StateCounts;
+use linux_status::source::proc::scan::{ProcSources, Scanner};
 
 #[path = "common/fixture_expected.rs"]
 mod fixture_expected;

@@ -20,12 +20,13 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use linux_status::config::Backend;
-use linux_status::item::{answer, execute, Context, ItemValue};
-use linux_status::key::{parse_params, ItemRequest};
-use linux_status::scan::{Deadline, ProcSources};
-use linux_status::settings;
-use linux_status::state::TcpState;
+use linux_status::setup::config::Backend;
+use linux_status::answer::{answer, execute, Context, ItemValue};
+use linux_status::request::key::{parse_params, ItemRequest};
+use linux_status::model::deadline::Deadline;
+use linux_status::source::proc::scan::ProcSources;
+use linux_status::setup::settings;
+use linux_status::model::state::TcpState;
 
 #[path = "../../tests/common/fixture_expected.rs"]
 #[allow(dead_code)] // this target reads only a good fixture

@@ -16,9 +16,6 @@
 
 mod abi;
 pub(crate) mod memchr;
-pub(crate) mod netlink_socket;
-pub(crate) mod services;
-mod shared_memory;
 
 use std::ffi::{c_char, c_int, c_uint, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -26,9 +23,8 @@ use std::ptr;
 
 use std::io::Write;
 
-use crate::config;
-use crate::item::{self, ItemValue};
-use crate::settings;
+use crate::answer::{self, ItemValue};
+use crate::setup::{config, settings};
 
 pub use abi::{zbx_agent_request, zbx_agent_result, zbx_metric};
 
@@ -84,7 +80,7 @@ pub extern "C" fn zbx_module_api_version() -> c_int {
 }
 
 // The number linux_status[info] reports is the one the agent is told.
-const _: () = assert!(abi::ZBX_MODULE_API_VERSION == item::MODULE_API_VERSION);
+const _: () = assert!(abi::ZBX_MODULE_API_VERSION == answer::MODULE_API_VERSION);
 
 /// Called in the agent's main process, before it forks the workers: reads the module
 /// configuration (a bad or unreadable file makes the agent refuse to start, with our message
@@ -97,11 +93,11 @@ pub extern "C" fn zbx_module_init() -> c_int {
             let settings = settings::init(
                 std::env::var_os(settings::PROC_NET_DIR_VARIABLE),
                 std::env::var_os(config::CONFIG_PATH_VARIABLE),
-                shared_memory::map_shared_snapshot,
+                crate::sys::shared_memory::map_shared_snapshot,
             );
             match settings {
                 Ok(_) => {
-                    let line = item::probe_backend();
+                    let line = answer::probe_backend();
                     let _ = writeln!(std::io::stderr(), "{line}");
                     abi::ZBX_MODULE_OK
                 }
@@ -177,7 +173,8 @@ unsafe extern "C" fn linux_status_item(
         || {
             // SAFETY: the agent passes a valid request whose params stay alive and
             // unmodified for the whole call; read_params checks nulls and counts.
-            let outcome = unsafe { read_params(request) }.and_then(|params| item::answer(&params));
+            let outcome =
+                unsafe { read_params(request) }.and_then(|params| answer::answer(&params));
             // SAFETY: `result` is non-null and points to the agent's zero-filled result, at
             // least 64 bytes long, which the agent does not touch during the call.
             store_outcome(unsafe { &mut *result }, outcome)

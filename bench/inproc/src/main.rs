@@ -8,7 +8,7 @@
 //!
 //! - `floor`: opens and reads /proc/net/tcp and /proc/net/tcp6 to the end through one
 //!   64 KiB buffer, discarding the bytes (the cost any /proc reader must pay); value = bytes.
-//! - `answer<TAB>p1<TAB>p2...`: `linux_status::item::answer(&[p1, p2, ...])`, the module's
+//! - `answer<TAB>p1<TAB>p2...`: `linux_status::answer::answer(&[p1, p2, ...])`, the module's
 //!   handler without the agent; value = the item value.
 //! - `zbx<TAB>port<TAB>key`: one Zabbix passive check against 127.0.0.1:port: connect, send
 //!   `ZBXD\x01` + u64 LE length + key, read the reply to EOF, close with an RST (SO_LINGER 0)
@@ -29,7 +29,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
-use linux_status::item::{answer, ItemValue};
+use linux_status::answer::{answer, ItemValue};
 
 const FLOOR_BUFFER: usize = 64 * 1024;
 /// The `Timeout` bench/run writes into its agents' configuration.
@@ -140,11 +140,11 @@ fn one_line(text: &str) -> String {
 
 /// What `zbx_module_init` + `zbx_module_item_timeout` do in an agent, minus the agent.
 fn init() -> Result<String, String> {
-    use linux_status::settings;
+    use linux_status::setup::settings;
     let settings = settings::init(None, std::env::var_os("LINUX_STATUS_CONFIG"), || None)
         .map_err(|error| error.to_string())?;
     settings::set_timeout_seconds(AGENT_TIMEOUT_SECONDS);
-    let line = linux_status::item::probe_backend();
+    let line = linux_status::answer::probe_backend();
     Ok(format!(
         "config={} backend={} source={} snapshot_lifetime_ms={} ({line})",
         settings.config_path.path.display(),

@@ -34,6 +34,8 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::model::socket::{Endpoint, SocketView};
+
 /// Which file is being parsed; it fixes the address width.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
@@ -61,23 +63,6 @@ pub struct SocketLine<'a> {
     local: &'a [u8],
     remote: &'a [u8],
     queues: &'a [u8],
-}
-
-/// An address and port decoded from a `HEX:PORT` column.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    pub address: IpAddr,
-    pub port: u16,
-}
-
-/// What the counters need to know of one socket, whichever backend listed it.
-pub trait SocketView {
-    /// The raw kernel state number.
-    fn state(&self) -> u8;
-    fn local(&self) -> Endpoint;
-    fn remote(&self) -> Endpoint;
-    /// The receive queue; for a LISTEN socket, the current accept-queue length.
-    fn rx_queue(&self) -> u32;
 }
 
 impl SocketView for SocketLine<'_> {

@@ -7,8 +7,9 @@
 
 use std::fmt;
 
-use crate::filter::SocketFilter;
-use crate::state::{trim_spaces, TcpState};
+use crate::model::state::TcpState;
+use crate::model::text::{quote, trim_spaces};
+use crate::request::filter::SocketFilter;
 
 /// What an item asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,9 +68,6 @@ const METRICS: [(&str, &str); 7] = [
     ("version", "linux_status[version]"),
     ("info", "linux_status[info]"),
 ];
-
-/// How many bytes of a rejected parameter an error message quotes.
-const QUOTED_BYTES: usize = 64;
 
 /// The longest TcpExt counter name accepted (kernel names are under 40 bytes).
 const COUNTER_NAME_MAX: usize = 64;
@@ -165,26 +163,6 @@ fn parse_counter(name: &[u8], usage: &str) -> Result<ItemRequest, KeyError> {
     Ok(ItemRequest::TcpExt {
         counter: String::from_utf8_lossy(name).into_owned(),
     })
-}
-
-/// A parameter made safe to show: printable ASCII kept, everything else escaped, long
-/// values cut.
-pub(crate) fn quote(param: &[u8]) -> String {
-    let mut quoted = String::new();
-    for &byte in param.iter().take(QUOTED_BYTES) {
-        match byte {
-            b'"' | b'\\' => {
-                quoted.push('\\');
-                quoted.push(char::from(byte));
-            }
-            b' '..=b'~' => quoted.push(char::from(byte)),
-            _ => quoted.push_str(&format!("\\x{byte:02x}")),
-        }
-    }
-    if param.len() > QUOTED_BYTES {
-        quoted.push_str(&format!("...({} bytes)", param.len()));
-    }
-    quoted
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
-//! The shared page behind [`crate::snapshot::SharedSnapshot`]: one anonymous `MAP_SHARED`
+//! The shared page behind [`crate::answer::snapshot::SharedSnapshot`]: one anonymous `MAP_SHARED`
 //! mapping made in `zbx_module_init`, before the agent forks its workers, so every worker
 //! sees the same memory.
 
 use std::mem::size_of;
 use std::ptr;
 
-use crate::snapshot::SharedSnapshot;
+use crate::answer::snapshot::SharedSnapshot;
 
 /// Maps a zero-filled shared page holding a `SharedSnapshot`, for the life of the process
 /// and its children; None if the kernel refuses (the workers then keep per-process caches).
@@ -45,9 +45,8 @@ unsafe fn map_shared_zeroed<T>() -> Option<&'static T> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::netlink::StateMask;
-    use crate::snapshot::{Lookup, Slot};
-    use crate::state::STATE_SLOTS;
+    use crate::answer::snapshot::{Lookup, Slot};
+    use crate::model::state::{StateMask, STATE_SLOTS};
     use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
     use std::time::{Duration, Instant};
 

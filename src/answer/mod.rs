@@ -11,25 +11,30 @@
 //! request); each is said once in the agent log. `proc` and `netlink` force one source; a
 //! forced netlink that fails is an error, never a number.
 
+pub mod listen;
+pub mod report;
+pub mod snapshot;
+
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-use crate::config::Backend;
-use crate::filter::SocketFilter;
-use crate::key::{parse_params, ItemRequest};
-use crate::listen::ListenTable;
-use crate::netlink::{self, NetlinkError, StateMask};
-use crate::netstat;
-use crate::parse::SocketView;
-use crate::report::{self, ListenCounters};
-use crate::scan::{Deadline, ProcSources, Scanner};
-use crate::settings;
-use crate::snapshot::Slot;
-use crate::snapshot::{Lookup, SharedSnapshot};
+use crate::model::deadline::Deadline;
+use crate::model::socket::SocketView;
+use crate::model::state::StateMask;
+use crate::request::filter::SocketFilter;
+use crate::request::key::{parse_params, ItemRequest};
+use crate::setup::config::Backend;
+use crate::setup::settings;
+use crate::source::netlink::{self, NetlinkError};
+use crate::source::netstat;
+use crate::source::proc::scan::{ProcSources, Scanner};
+use listen::ListenTable;
+use report::ListenCounters;
+use snapshot::{Lookup, SharedSnapshot, Slot};
 
 /// The Zabbix module API version the module implements, reported by `linux_status[info]`.
 pub const MODULE_API_VERSION: i32 = 2;
-use crate::state::StateCounts;
+use crate::model::state::StateCounts;
 
 /// A successful answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -276,7 +281,7 @@ pub fn probe_backend() -> String {
     if backend != Backend::Proc {
         let mut buffer = vec![0u8; 64 * 1024];
         let probe = netlink::dump(
-            StateMask::only(crate::state::TcpState::Listen),
+            StateMask::only(crate::model::state::TcpState::Listen),
             Deadline::after(Duration::from_secs(1)),
             &mut buffer,
             |_| {},

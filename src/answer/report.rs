@@ -4,8 +4,8 @@
 
 use std::fmt::Write;
 
-use crate::listen::PortStats;
-use crate::state::{StateCounts, TcpState};
+use crate::answer::listen::PortStats;
+use crate::model::state::{StateCounts, TcpState};
 
 /// Writes `"ESTABLISHED":n,...,"CLOSING":n,"TOTAL":n` (no braces).
 fn write_state_members(json: &mut String, counts: &StateCounts) {

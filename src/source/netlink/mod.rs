@@ -28,10 +28,10 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use crate::ffi::netlink_socket::NetlinkSocket;
-use crate::parse::{Endpoint, SocketView};
-use crate::scan::Deadline;
-use crate::state::TcpState;
+use crate::model::deadline::Deadline;
+use crate::model::socket::{Endpoint, SocketView};
+use crate::model::state::{StateMask, TcpState};
+use crate::sys::netlink_socket::NetlinkSocket;
 
 const NLMSG_HEADER_BYTES: usize = 16;
 const NLMSG_ERROR: u16 = 2;
@@ -47,35 +47,14 @@ const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 const IPPROTO_TCP: u8 = 6;
 
-/// A set of states, as the kernel's `idiag_states` bit mask (bit n = state n).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct StateMask(u32);
-
-impl StateMask {
-    /// The eleven real states (bits 1..=11).
-    pub const ALL: StateMask = StateMask(0xffe);
-
-    pub fn only(state: TcpState) -> StateMask {
-        StateMask(1 << state.kernel_number())
-    }
-
-    pub fn contains(self, other: StateMask) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    pub fn union(self, other: StateMask) -> StateMask {
-        StateMask(self.0 | other.0)
-    }
-
-    /// The mask to send so that every wanted state is reported exactly (see the module doc).
-    fn for_kernel(self) -> u32 {
-        let fin_wait2 = 1 << TcpState::FinWait2.kernel_number();
-        let time_wait = 1 << TcpState::TimeWait.kernel_number();
-        if self.0 & fin_wait2 != 0 {
-            self.0 | time_wait
-        } else {
-            self.0
-        }
+/// The mask to send so that every wanted state is reported exactly (see the module doc).
+fn kernel_mask(states: StateMask) -> u32 {
+    let fin_wait2 = 1 << TcpState::FinWait2.kernel_number();
+    let time_wait = 1 << TcpState::TimeWait.kernel_number();
+    if states.bits() & fin_wait2 != 0 {
+        states.bits() | time_wait
+    } else {
+        states.bits()
     }
 }
 
@@ -158,7 +137,7 @@ where
     let socket = NetlinkSocket::open_sock_diag().map_err(NetlinkError::Refused)?;
     for (sequence, family) in [(1, AF_INET), (2, AF_INET6)] {
         socket
-            .send_to_kernel(&request(family, states.for_kernel(), sequence))
+            .send_to_kernel(&request(family, kernel_mask(states), sequence))
             .map_err(NetlinkError::Io)?;
         loop {
             // Every receive waits at most for what is left of the budget (a zero SO_RCVTIMEO
@@ -345,7 +324,7 @@ mod tests {
 
     #[test]
     fn requests_have_the_kernel_layout() {
-        let bytes = request(AF_INET6, StateMask::ALL.for_kernel(), 7);
+        let bytes = request(AF_INET6, kernel_mask(StateMask::ALL), 7);
         assert_eq!(bytes.len(), 72);
         assert_eq!(u32::from_ne_bytes(bytes[0..4].try_into().unwrap()), 72);
         assert_eq!(u16::from_ne_bytes([bytes[4], bytes[5]]), 20);
@@ -358,10 +337,10 @@ mod tests {
     #[test]
     fn fin_wait2_also_asks_for_time_wait_mini_sockets() {
         assert_eq!(
-            StateMask::only(TcpState::FinWait2).for_kernel(),
+            kernel_mask(StateMask::only(TcpState::FinWait2)),
             (1 << 5) | (1 << 6)
         );
-        assert_eq!(StateMask::only(TcpState::Listen).for_kernel(), 1 << 10);
+        assert_eq!(kernel_mask(StateMask::only(TcpState::Listen)), 1 << 10);
         assert!(StateMask::ALL.contains(StateMask::only(TcpState::Closing)));
         assert!(!StateMask::only(TcpState::Listen).contains(StateMask::ALL));
     }

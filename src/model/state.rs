@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+use crate::model::text::trim_spaces;
+
 /// A TCP state as numbered by the kernel (`include/net/tcp_states.h`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TcpState {
@@ -156,19 +158,6 @@ impl fmt::Display for TcpState {
     }
 }
 
-/// Strips leading and trailing spaces: the agent keeps trailing spaces of unquoted
-/// parameters, and quoted ones may carry both. Other bytes, tabs included, are not blanks
-/// here: they make the name unknown.
-pub fn trim_spaces(mut bytes: &[u8]) -> &[u8] {
-    while let [b' ', rest @ ..] = bytes {
-        bytes = rest;
-    }
-    while let [rest @ .., b' '] = bytes {
-        bytes = rest;
-    }
-    bytes
-}
-
 /// How many numbers [`StateCounts::to_slots`] gives.
 pub const STATE_SLOTS: usize = 13;
 
@@ -219,6 +208,33 @@ impl StateCounts {
             by_kernel_number,
             other: slots[12],
         }
+    }
+}
+
+/// A set of states, as the kernel numbers them (bit n = state n; the netlink `idiag_states`
+/// mask).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StateMask(u32);
+
+impl StateMask {
+    /// The eleven real states (bits 1..=11).
+    pub const ALL: StateMask = StateMask(0xffe);
+
+    pub fn only(state: TcpState) -> StateMask {
+        StateMask(1 << state.kernel_number())
+    }
+
+    pub fn contains(self, other: StateMask) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub fn union(self, other: StateMask) -> StateMask {
+        StateMask(self.0 | other.0)
+    }
+
+    /// The kernel's `idiag_states` bits.
+    pub fn bits(self) -> u32 {
+        self.0
     }
 }
 

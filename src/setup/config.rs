@@ -264,7 +264,7 @@ mod tests {
 
     #[test]
     fn the_shipped_sample_is_the_defaults_commented_and_uncommented() {
-        let sample = include_str!("../conf/linux_status.conf.sample");
+        let sample = include_str!("../../conf/linux_status.conf.sample");
         assert_eq!(parse_text(sample), Ok(Config::default()));
         // Its commented settings, uncommented, are exactly the defaults too.
         let settings: String = sample

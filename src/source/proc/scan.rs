@@ -14,9 +14,10 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::parse::{Family, ParseError, ProcTableParser, SocketLine};
+use crate::model::deadline::Deadline;
+use crate::source::proc::parse::{Family, ParseError, ProcTableParser, SocketLine};
 
 /// The read buffer size. /proc lines are about 150 bytes (tcp) or 180 (tcp6).
 pub const READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -41,51 +42,6 @@ impl ProcSources {
             tcp: dir.join("tcp"),
             tcp6: dir.join("tcp6"),
             netstat: dir.join("netstat"),
-        }
-    }
-}
-
-/// When a scan must give up.
-#[derive(Clone, Copy, Debug)]
-pub struct Deadline {
-    started: Instant,
-    budget: Option<Duration>,
-}
-
-impl Deadline {
-    pub fn after(budget: Duration) -> Self {
-        Deadline {
-            started: Instant::now(),
-            budget: Some(budget),
-        }
-    }
-
-    pub fn none() -> Self {
-        Deadline {
-            started: Instant::now(),
-            budget: None,
-        }
-    }
-
-    /// Time left before the deadline; None without one.
-    pub fn remaining(&self) -> Option<Duration> {
-        self.budget
-            .map(|budget| budget.saturating_sub(self.started.elapsed()))
-    }
-
-    pub fn expired(&self) -> bool {
-        self.check().is_err()
-    }
-
-    /// The agent's Timeout this deadline enforces, if any.
-    pub fn budget(&self) -> Option<Duration> {
-        self.budget
-    }
-
-    fn check(&self) -> Result<(), Duration> {
-        match self.budget {
-            Some(budget) if self.started.elapsed() > budget => Err(budget),
-            _ => Ok(()),
         }
     }
 }
@@ -280,7 +236,7 @@ impl ReaderError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::Problem;
+    use crate::source::proc::parse::Problem;
     use std::io::Cursor;
 
     const TABLE: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 21662 1 0000000000000000 100 0 0 10 0\n   1: 0100007F:1F90 0100007F:A2D2 06 00000000:00000000 03:000016A5 00000000     0        0 0 3 0000000000000000\n";

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use once_cell::sync::OnceCell;
 
-use crate::config::{self, Backend, Config, ConfigError, ConfigPath};
-use crate::scan::ProcSources;
-use crate::snapshot::SharedSnapshot;
+use crate::answer::snapshot::SharedSnapshot;
+use crate::setup::config::{self, Backend, Config, ConfigError, ConfigPath};
+use crate::source::proc::scan::ProcSources;
 
 /// Test-only: a directory holding `tcp`, `tcp6` and `netstat` to read instead of /proc/net.
 /// Setting it forces the /proc backend (netlink cannot be pointed at files).

@@ -11,8 +11,8 @@
 //! that also has an IPv6 listener), [`ListenTable::needs_second_pass`] says so and the
 //! caller scans again with every listening port known up front.
 
-use crate::parse::SocketView;
-use crate::state::{StateCounts, TcpState};
+use crate::model::socket::SocketView;
+use crate::model::state::{StateCounts, TcpState};
 
 const PORTS: usize = 1 << 16;
 const WORDS: usize = PORTS / 64;
@@ -118,7 +118,7 @@ impl ListenTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::{Family, ProcTableParser};
+    use crate::source::proc::parse::{Family, ProcTableParser};
 
     const HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
 

@@ -48,8 +48,7 @@ use loom::sync::atomic::{fence, AtomicU64, Ordering};
 #[cfg(not(loom))]
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
-use crate::netlink::StateMask;
-use crate::state::{TcpState, STATE_SLOTS};
+use crate::model::state::{StateMask, TcpState, STATE_SLOTS};
 
 /// Slot 0 (all states) and one slot per kernel state number 1..=11.
 pub const SLOTS: usize = 12;
@@ -61,7 +60,7 @@ pub struct SharedSnapshot {
     slots: [Slot; SLOTS],
 }
 
-/// The numbers one slot publishes: [`crate::state::StateCounts::to_slots`].
+/// The numbers one slot publishes: [`crate::model::state::StateCounts::to_slots`].
 pub type Table<const N: usize = STATE_SLOTS> = [u64; N];
 
 /// One published table of `N` numbers with its sequence lock and claim (the protocol does

@@ -16,8 +16,8 @@
 use std::cell::RefCell;
 use std::net::IpAddr;
 
-use crate::parse::{Endpoint, SocketView};
-use crate::state::trim_spaces;
+use crate::model::socket::{Endpoint, SocketView};
+use crate::model::text::trim_spaces;
 
 /// How many service names a worker remembers (items name a handful).
 const SERVICE_CACHE_SLOTS: usize = 32;
@@ -197,7 +197,7 @@ fn as_text<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, String> {
     std::str::from_utf8(bytes).map_err(|_| {
         format!(
             "Invalid {what} \"{}\": not valid UTF-8 text.",
-            crate::key::quote(bytes)
+            crate::model::text::quote(bytes)
         )
     })
 }
@@ -210,7 +210,7 @@ fn parse_address(bytes: &[u8], what: &str) -> Result<Option<AddressFilter>, Stri
     AddressFilter::parse(text).map(Some).map_err(|problem| {
         format!(
             "Invalid {what} \"{}\": {problem}; expected an IPv4/IPv6 address or CIDR such as 10.0.0.0/8 or fd00::/8, or empty for any.",
-            crate::key::quote(bytes)
+            crate::model::text::quote(bytes)
         )
     })
 }
@@ -223,7 +223,7 @@ fn parse_port(bytes: &[u8], what: &str) -> Result<Option<u16>, String> {
     let invalid = |problem: &str| {
         format!(
             "Invalid {what} \"{}\": {problem}; expected a number 0-65535 or a TCP service name the system knows (/etc/services), or empty for any.",
-            crate::key::quote(bytes)
+            crate::model::text::quote(bytes)
         )
     };
     if text.bytes().all(|b| b.is_ascii_digit()) {
@@ -247,7 +247,7 @@ fn service_port(name: &str) -> Option<u16> {
         if let Some((_, port)) = cache.iter().find(|(known, _)| &**known == name) {
             return *port;
         }
-        let port = crate::ffi::services::tcp_service_port(name);
+        let port = crate::sys::services::tcp_service_port(name);
         if cache.len() == SERVICE_CACHE_SLOTS {
             cache.remove(0);
         }

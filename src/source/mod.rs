@@ -1,0 +1,10 @@
+//! The sources: where the sockets and counters come from. [`proc`] streams /proc/net/tcp{,6}
+//! text through one reused buffer; [`netlink`] asks the kernel with sock_diag (the wire format
+//! and the dump); [`netstat`] reads TcpExt counters. Each hands sockets to a callback as a
+//! [`crate::model::socket::SocketView`], allocating nothing per socket.
+//!
+//! Imports: the model, and the OS-call layer (the netlink socket).
+
+pub mod netlink;
+pub mod netstat;
+pub mod proc;

@@ -1,0 +1,9 @@
+//! The OS calls that need `unsafe`, each behind a safe API: the netlink sock_diag socket, the
+//! shared anonymous mapping the agent's workers share, and service-name resolution. With the
+//! FFI layer, the only place `unsafe` is allowed (`#![deny(unsafe_code)]` in lib.rs).
+//!
+//! Imports: std and libc only.
+
+pub mod netlink_socket;
+pub mod services;
+pub mod shared_memory;
