@@ -22,13 +22,45 @@
 // Every unsafe block says why it is sound.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-pub mod answer;
-pub mod model;
-pub mod request;
-pub mod setup;
-pub mod source;
+mod answer;
+mod model;
+mod request;
+mod setup;
+mod source;
 #[allow(unsafe_code)]
-pub mod sys;
+mod sys;
 
 #[allow(unsafe_code)]
 mod ffi;
+
+// The public API: what the front ends, the tests, the fuzz targets and the benchmark use.
+// Everything else is private to its layer.
+
+/// Answering a request: with the process's settings ([`answer()`]) or an explicit context.
+pub use answer::snapshot::SharedSnapshot;
+pub use answer::{
+    answer, count_states, execute, init, probe_backend, Context, ItemValue, MODULE_API_VERSION,
+};
+pub use model::deadline::Deadline;
+pub use model::state::{StateCounts, TcpState};
+pub use request::key::{parse_params, ItemRequest};
+pub use setup::config::{Backend, Config, ConfigError};
+
+/// The per-process settings fixed at init.
+pub mod settings {
+    pub use crate::setup::settings::{
+        get, set_timeout_seconds, source_in_use, timeout, Settings, PROC_NET_DIR_VARIABLE,
+    };
+}
+
+/// The /proc/net/tcp{,6} parser and scanner (for the fuzz targets and the parser tests).
+pub mod proc {
+    pub use crate::model::socket::{Endpoint, SocketView};
+    pub use crate::source::proc::parse::{Family, ParseError, Problem, SocketLine};
+    pub use crate::source::proc::scan::{ProcSources, ReaderError, Scanner, READ_BUFFER_BYTES};
+}
+
+/// The netlink sock_diag reply parser (for its fuzz target).
+pub mod netlink {
+    pub use crate::source::netlink::parse_datagram;
+}

@@ -5,10 +5,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use linux_status::answer::count_states;
-use linux_status::model::deadline::Deadline;
-use linux_status::model::state::StateCounts;
-use linux_status::source::proc::scan::{ProcSources, Scanner};
+use linux_status::proc::{ProcSources, Scanner};
+use linux_status::{count_states, Deadline, StateCounts};
 
 #[path = "common/fixture_expected.rs"]
 mod fixture_expected;

@@ -21,8 +21,7 @@ use std::fs;
 use std::io::Cursor;
 use std::path::Path;
 
-use linux_status::source::proc::parse::{Family, Problem};
-use linux_status::source::proc::scan::{Scanner, READ_BUFFER_BYTES};
+use linux_status::proc::{Family, Problem, Scanner, READ_BUFFER_BYTES};
 
 use naive_parser::{fast_scan, naive_parse, Outcome, SplitReader};
 

@@ -20,13 +20,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use linux_status::setup::config::Backend;
-use linux_status::answer::{answer, execute, Context, ItemValue};
-use linux_status::request::key::{parse_params, ItemRequest};
-use linux_status::model::deadline::Deadline;
-use linux_status::source::proc::scan::ProcSources;
-use linux_status::setup::settings;
-use linux_status::model::state::TcpState;
+use linux_status::proc::ProcSources;
+use linux_status::{
+    answer, execute, parse_params, Backend, Context, Deadline, ItemRequest, ItemValue, TcpState,
+};
 
 #[path = "../../tests/common/fixture_expected.rs"]
 #[allow(dead_code)] // this target reads only a good fixture
@@ -69,7 +66,7 @@ fn fixture() -> &'static Fixture {
         // An empty configuration file of our own: the defaults, whatever the host has.
         let config = dir.join("linux_status.conf");
         std::fs::write(&config, "").expect("write module configuration");
-        let settings = settings::init(
+        let settings = linux_status::init(
             Some(dir.clone().into_os_string()),
             Some(config.into_os_string()),
             || None,

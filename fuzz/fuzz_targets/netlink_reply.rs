@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use linux_status::source::netlink::parse_datagram;
+use linux_status::netlink::parse_datagram;
 
 const HEADER: usize = 16;
 const DONE: u16 = 3;

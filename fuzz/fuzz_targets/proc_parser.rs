@@ -12,8 +12,7 @@ use std::cell::RefCell;
 use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
-use linux_status::source::proc::parse::Family;
-use linux_status::source::proc::scan::{Scanner, READ_BUFFER_BYTES};
+use linux_status::proc::{Family, Scanner, READ_BUFFER_BYTES};
 
 #[path = "../../tests/common/naive_parser.rs"]
 mod naive_parser;

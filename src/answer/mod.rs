@@ -18,6 +18,8 @@ pub mod snapshot;
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
+use once_cell::sync::OnceCell;
+
 use crate::model::deadline::Deadline;
 use crate::model::socket::SocketView;
 use crate::model::state::StateMask;
@@ -55,6 +57,23 @@ pub struct Context<'a> {
     pub deadline: Deadline,
 }
 
+/// The snapshots every worker of the agent shares, if the front end provided them at init.
+static SHARED_SNAPSHOT: OnceCell<Option<&'static SharedSnapshot>> = OnceCell::new();
+
+/// Fixes the process's settings (environment and configuration file) and the shared
+/// snapshots, once: later calls return the first successful call's settings and do not call
+/// `share` again. The module maps `share`'s page before the agent forks its workers; a
+/// single-process front end may hand out ordinary memory.
+pub fn init(
+    proc_net_dir: Option<std::ffi::OsString>,
+    config_override: Option<std::ffi::OsString>,
+    share: impl FnOnce() -> Option<&'static SharedSnapshot>,
+) -> Result<&'static settings::Settings, crate::setup::config::ConfigError> {
+    let settings = settings::init(proc_net_dir, config_override)?;
+    SHARED_SNAPSHOT.get_or_init(share);
+    Ok(settings)
+}
+
 thread_local! {
     static SCANNER: RefCell<Scanner> = RefCell::new(Scanner::default());
     static LISTEN_TABLE: RefCell<Option<ListenTable>> = const { RefCell::new(None) };
@@ -69,7 +88,7 @@ pub fn answer(params: &[&[u8]]) -> Result<ItemValue, String> {
         sources: &settings.sources,
         backend: settings.backend(),
         snapshot_lifetime: settings.config.snapshot_lifetime,
-        shared_snapshot: settings.shared_snapshot,
+        shared_snapshot: SHARED_SNAPSHOT.get().copied().flatten(),
         deadline: Deadline::after(settings::timeout()),
     };
     execute(&request, &context)

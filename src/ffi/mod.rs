@@ -15,7 +15,9 @@
 //! - parameters are never written to; they are copied out as byte slices for the call.
 
 mod abi;
-pub(crate) mod memchr;
+// The stress test forks real processes over std atomics; loom builds model the protocol.
+#[cfg(all(test, not(loom)))]
+mod snapshot_stress;
 
 use std::ffi::{c_char, c_int, c_uint, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -23,6 +25,7 @@ use std::ptr;
 
 use std::io::Write;
 
+use crate::answer::snapshot::SharedSnapshot;
 use crate::answer::{self, ItemValue};
 use crate::setup::{config, settings};
 
@@ -73,6 +76,14 @@ fn malloc_c_string(text: &str) -> *mut c_char {
     memory.cast()
 }
 
+/// The snapshot page every worker shares, mapped before the agent forks them; None if the
+/// kernel refuses (the workers then keep per-process caches).
+fn map_shared_snapshot() -> Option<&'static SharedSnapshot> {
+    // SAFETY: SharedSnapshot is atomic integers only, for which all-zero bytes are a valid,
+    // empty record, and it holds no pointers: it may live in memory shared by processes.
+    unsafe { crate::sys::shared_memory::map_shared_zeroed::<SharedSnapshot>() }
+}
+
 /// Mandatory: the module API version this module implements.
 #[no_mangle]
 pub extern "C" fn zbx_module_api_version() -> c_int {
@@ -90,10 +101,10 @@ const _: () = assert!(abi::ZBX_MODULE_API_VERSION == answer::MODULE_API_VERSION)
 pub extern "C" fn zbx_module_init() -> c_int {
     guard(
         || {
-            let settings = settings::init(
+            let settings = answer::init(
                 std::env::var_os(settings::PROC_NET_DIR_VARIABLE),
                 std::env::var_os(config::CONFIG_PATH_VARIABLE),
-                crate::sys::shared_memory::map_shared_snapshot,
+                map_shared_snapshot,
             );
             match settings {
                 Ok(_) => {

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use once_cell::sync::OnceCell;
 
-use crate::answer::snapshot::SharedSnapshot;
 use crate::setup::config::{self, Backend, Config, ConfigError, ConfigPath};
 use crate::source::proc::scan::ProcSources;
 
@@ -33,8 +32,6 @@ pub struct Settings {
     pub config_path: ConfigPath,
     /// False when the default file is absent and the defaults apply.
     pub config_present: bool,
-    /// The snapshots every worker shares (mapped before the fork), if the mapping worked.
-    pub shared_snapshot: Option<&'static SharedSnapshot>,
 }
 
 impl Settings {
@@ -57,11 +54,10 @@ static TIMEOUT_SECONDS: AtomicU32 = AtomicU32::new(DEFAULT_TIMEOUT_SECONDS);
 static NETLINK_REFUSED: OnceCell<String> = OnceCell::new();
 
 /// Reads the environment and the configuration file once: later calls return the settings
-/// of the first successful one (and do not map another shared page).
+/// of the first successful one.
 pub fn init(
     proc_net_dir: Option<OsString>,
     config_override: Option<OsString>,
-    map_shared_snapshot: impl FnOnce() -> Option<&'static SharedSnapshot>,
 ) -> Result<&'static Settings, ConfigError> {
     SETTINGS.get_or_try_init(|| {
         CLOCK_ORIGIN.get_or_init(Instant::now);
@@ -80,7 +76,6 @@ pub fn init(
             config,
             config_path,
             config_present,
-            shared_snapshot: map_shared_snapshot(),
         })
     })
 }
@@ -99,7 +94,6 @@ pub fn get() -> &'static Settings {
         config: Config::default(),
         config_path: config::config_path(None),
         config_present: false,
-        shared_snapshot: None,
     })
 }
 
@@ -156,7 +150,6 @@ mod tests {
             config: Config::default(),
             config_path: config::config_path(None),
             config_present: false,
-            shared_snapshot: None,
         };
         assert_eq!(settings.backend(), Backend::Auto);
         settings.proc_net_dir = Some(PathBuf::from("/tmp/fixture"));

@@ -2,7 +2,7 @@
 //! `<KERNEL_STATE> <count>` lines, or one `ERROR <where>` line. Shared by
 //! tests/fixtures_parse.rs and the key_grammar fuzz target through `#[path]`.
 
-use linux_status::model::state::TcpState;
+use linux_status::TcpState;
 
 /// What a fixture directory must give.
 pub enum Expected {

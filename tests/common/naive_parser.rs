@@ -25,11 +25,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 // A glob import: it also brings the socket accessor trait into scope where the parser has
 // one (the accessors are inherent methods on older versions).
-use linux_status::model::deadline::Deadline;
 #[allow(unused_imports)]
-use linux_status::model::socket::Endpoint;
-use linux_status::source::proc::parse::*;
-use linux_status::source::proc::scan::{ReaderError, Scanner};
+use linux_status::proc::{Endpoint, Family, Problem, ReaderError, Scanner};
+use linux_status::Deadline;
 
 /// Everything the parser exposes about one socket line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

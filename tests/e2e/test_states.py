@@ -1,6 +1,6 @@
 """linux_status[tcp_status,<STATE>] against a known socket table, through the real agent.
 
-Every state and every spelling that docs/CONTRACT.md accepts (with '-' and '_' swapped, in
+Every state and every spelling that the README accepts (the state table) (with '-' and '_' swapped, in
 lowercase, in mixed case, padded with spaces) must give the number of sockets in that state:
 the scenario's known count, and the count `ss -Htan` gives in this namespace at that moment.
 
@@ -27,7 +27,7 @@ import pytest
 import agent as ag
 import scenario as sc
 
-# docs/CONTRACT.md, "accepted spellings" per kernel state.
+# The README's state table: the accepted spellings per kernel state.
 CONTRACT_SPELLINGS = {
     "ESTABLISHED": ("ESTABLISHED", "ESTAB"),
     "SYN_SENT": ("SYN_SENT", "SYN-SENT"),
@@ -98,7 +98,7 @@ SUBSTRING_TRAPS = (
     "SYN_RCV", "LIS TEN", "ESTABLISHEDX", "ACK", "0A", "1", "*",
 )
 
-# docs/CONTRACT.md "Errors": key -> phrases the message must contain.
+# The README's "Errors" table: key -> phrases the message must contain.
 ERROR_CASES = {
     "linux_status": ("Missing first parameter", "tcp_status"),
     "linux_status[]": ("Missing first parameter", "tcp_status"),

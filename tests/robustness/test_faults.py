@@ -2,7 +2,7 @@
 line), or still counts what it can, and the agent stays up (pids unchanged) after each.
 
 How the faults are made: the agent runs with the module's documented test-only override
-LINUX_STATUS_PROC_NET_DIR (docs/CONTRACT.md) pointing at a directory (with a copy of the
+LINUX_STATUS_PROC_NET_DIR (README, "Test-only override") pointing at a directory (with a copy of the
 real /proc/net/netstat, which some keys also read) whose tcp and tcp6 the test rewrites
 between requests (the module opens `tcp` and `tcp6` by path on every scan; the module's
 SnapshotLifetime is 0, so every request scans). Bind-mounting files over /proc/net/tcp* in a

@@ -29,7 +29,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
-use linux_status::answer::{answer, ItemValue};
+use linux_status::{answer, ItemValue};
 
 const FLOOR_BUFFER: usize = 64 * 1024;
 /// The `Timeout` bench/run writes into its agents' configuration.
@@ -140,11 +140,11 @@ fn one_line(text: &str) -> String {
 
 /// What `zbx_module_init` + `zbx_module_item_timeout` do in an agent, minus the agent.
 fn init() -> Result<String, String> {
-    use linux_status::setup::settings;
-    let settings = settings::init(None, std::env::var_os("LINUX_STATUS_CONFIG"), || None)
+    use linux_status::settings;
+    let settings = linux_status::init(None, std::env::var_os("LINUX_STATUS_CONFIG"), || None)
         .map_err(|error| error.to_string())?;
     settings::set_timeout_seconds(AGENT_TIMEOUT_SECONDS);
-    let line = linux_status::answer::probe_backend();
+    let line = linux_status::probe_backend();
     Ok(format!(
         "config={} backend={} source={} snapshot_lifetime_ms={} ({line})",
         settings.config_path.path.display(),
