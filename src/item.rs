@@ -369,3 +369,11 @@ fn fill_listen_table(
     }
     Ok(counts)
 }
+
+/// Answers a request in a context the caller sets up instead of the process's settings: agent
+/// 2's plugin takes its configuration from the agent's own file and its deadline from each
+/// request, and never reads the module's configuration file.
+pub fn answer_in(params: &[&[u8]], context: &Context<'_>) -> Result<ItemValue, String> {
+    let request = parse_params(params).map_err(|error| error.message().to_owned())?;
+    execute(&request, context)
+}

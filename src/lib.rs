@@ -16,6 +16,7 @@
 // Every unsafe block says why it is sound; all of them are under src/ffi/.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod agent2;
 pub mod config;
 pub mod filter;
 pub mod item;
