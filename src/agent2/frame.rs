@@ -18,6 +18,8 @@ pub const JSON_TYPE: u32 = 1;
 /// The largest payload read into memory. The agent's requests are small (a key with its
 /// parameters, or the plugin's configuration section); 1 MiB leaves room for hostile keys.
 pub const MAX_INCOMING: usize = 1 << 20;
+/// How much of an oversized payload is kept: enough for `{"id":4294967295,"type":6,`.
+pub const OVERSIZED_PREFIX: usize = 64;
 /// The largest frame written. Linux queues about 200 KiB on a UNIX stream socket by default
 /// (net.core.wmem_default, counted with per-packet overhead); half of that reaches the
 /// agent's single `read` whole.
@@ -88,6 +90,12 @@ pub enum ReadError {
     Truncated,
     /// A frame was refused; after `TooLong` its payload has been skipped.
     Header(HeaderError),
+    /// A payload longer than [`MAX_INCOMING`], skipped; its first bytes are kept so that
+    /// the request can still be answered (its `id` comes first in the agent's JSON).
+    Oversized {
+        len: u32,
+        prefix: Vec<u8>,
+    },
     Io(io::Error),
 }
 
@@ -97,6 +105,9 @@ impl fmt::Display for ReadError {
             ReadError::Closed => f.write_str("the agent closed the connection"),
             ReadError::Truncated => f.write_str("the connection ended inside a frame"),
             ReadError::Header(error) => write!(f, "refused a {error}"),
+            ReadError::Oversized { len, .. } => {
+                write!(f, "skipped a {}", HeaderError::TooLong(*len))
+            }
             ReadError::Io(error) => write!(f, "read failed: {error}"),
         }
     }
@@ -126,9 +137,13 @@ impl<R: Read> FrameReader<R> {
         }
         let len = match decode_header(&header) {
             Ok(len) => len,
-            Err(error @ HeaderError::TooLong(len)) => {
-                self.skip(u64::from(len))?;
-                return Err(ReadError::Header(error));
+            Err(HeaderError::TooLong(len)) => {
+                let mut prefix = vec![0u8; OVERSIZED_PREFIX];
+                if fill(&mut self.inner, &mut prefix)? < OVERSIZED_PREFIX {
+                    return Err(ReadError::Truncated);
+                }
+                self.skip(u64::from(len) - OVERSIZED_PREFIX as u64)?;
+                return Err(ReadError::Oversized { len, prefix });
             }
             Err(error) => return Err(ReadError::Header(error)),
         };
@@ -260,10 +275,13 @@ mod tests {
             data: &stream,
             step: 5000,
         });
-        assert!(matches!(
-            reader.next_frame(),
-            Err(ReadError::Header(HeaderError::TooLong(_)))
-        ));
+        match reader.next_frame() {
+            Err(ReadError::Oversized { len: got, prefix }) => {
+                assert_eq!(got as usize, len);
+                assert_eq!(prefix, vec![b'z'; OVERSIZED_PREFIX]);
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(reader.next_frame().unwrap(), b"after");
     }
 

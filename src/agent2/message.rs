@@ -160,6 +160,23 @@ pub fn decode(body: &[u8]) -> Result<Request, String> {
     })
 }
 
+/// The `id` and `type` at the start of a body too long to decode, as the agent writes them
+/// (`{"id":N,"type":T,...`: Go marshals its structs' fields in order, the common ones first).
+pub fn peek_id_and_type(prefix: &[u8]) -> Option<(u32, u32)> {
+    fn number_after(text: &[u8], name: &[u8]) -> Option<u32> {
+        let at = text.windows(name.len()).position(|window| window == name)? + name.len();
+        let digits = text[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+        std::str::from_utf8(&text[at..at + digits])
+            .ok()?
+            .parse()
+            .ok()
+    }
+    Some((
+        number_after(prefix, b"\"id\":")?,
+        number_after(prefix, b"\"type\":")?,
+    ))
+}
+
 /// A message to the agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Response<'a> {
@@ -355,6 +372,17 @@ mod tests {
         ] {
             assert!(decode(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn the_id_of_an_oversized_request_is_found_in_its_first_bytes() {
+        assert_eq!(
+            peek_id_and_type(br#"{"id":4294967295,"type":6,"key":"linux_status","param"#),
+            Some((u32::MAX, EXPORT_REQUEST))
+        );
+        assert_eq!(peek_id_and_type(br#"{"id":7,"type":"#), None);
+        assert_eq!(peek_id_and_type(br#"{"id":99999999999,"type":6}"#), None);
+        assert_eq!(peek_id_and_type(b"zzzz"), None);
     }
 
     #[test]

@@ -78,15 +78,19 @@ fn collect(
     } else {
         format!("{prefix}.{name}")
     };
-    let line = node.get("Line").and_then(Value::as_u64).unwrap_or(0);
+    let mut line = node.get("Line").and_then(Value::as_u64).unwrap_or(0);
     let mut value = None;
     for child in nodes(node.get("Nodes")) {
         if let Some(encoded) = child.get("Value") {
             let encoded = encoded.as_str().unwrap_or_default();
             let bytes = decode_base64(encoded)
                 .ok_or_else(|| format!("the agent sent an unreadable value for {path}"))?;
-            // The last occurrence wins, as for the agent's own settings.
+            // A repeated setting: the last occurrence wins, as for the agent's own settings,
+            // and its own line is the one to name.
             value = Some(bytes);
+            if let Some(own_line) = child.get("Line").and_then(Value::as_u64) {
+                line = own_line;
+            }
         } else {
             collect(child, &path, settings, depth + 1)?;
         }
@@ -155,6 +159,18 @@ mod tests {
         assert_eq!(
             &lines[11..],
             ["Backend=netlink", "SnapshotLifetime=250", "Nested.Thing=x"]
+        );
+    }
+
+    #[test]
+    fn a_repeated_setting_is_its_last_value_on_its_own_line() {
+        let repeated: Value = serde_json::from_str(
+            r#"{"Nodes":[{"Name":"SnapshotLifetime","Nodes":[{"Value":"MA==","Line":2},{"Value":"LTE=","Line":3}],"Line":2}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            to_config_text(&repeated).unwrap(),
+            "\n\nSnapshotLifetime=-1\n"
         );
     }
 

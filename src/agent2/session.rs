@@ -111,7 +111,7 @@ impl<W: Write> Sender<W> {
                     return;
                 };
                 let error = format!(
-                    "The value is {} bytes, more than agent 2's plugin connection carries in one message ({} bytes).",
+                    "The answer is {} bytes, more than agent 2's plugin connection carries in one message ({} bytes).",
                     body.len(),
                     frame::MAX_OUTGOING - 64
                 );
@@ -165,11 +165,22 @@ where
         let body = match frames.next_frame() {
             Ok(body) => body,
             Err(ReadError::Closed) => return Ending::Closed,
-            Err(ReadError::Header(error @ HeaderError::TooLong(_))) => {
+            Err(ReadError::Oversized { len, prefix }) => {
+                let error = HeaderError::TooLong(len);
                 sender.log(
                     Severity::Warning,
                     &format!("linux_status: skipped a {error}"),
                 );
+                // An export request still gets its answer: the agent would wait for it.
+                if let Some((id, message::EXPORT_REQUEST)) = message::peek_id_and_type(&prefix) {
+                    sender.send(&Response::Export {
+                        id,
+                        result: Err(&format!(
+                            "The request is {len} bytes, more than the {} bytes linux_status accepts from agent 2.",
+                            frame::MAX_INCOMING
+                        )),
+                    });
+                }
                 continue;
             }
             Err(error) => {
@@ -185,6 +196,13 @@ where
                     Severity::Warning,
                     &format!("linux_status: ignored a malformed message: {error}"),
                 );
+                // The agent waits for an answer to every export request it sent.
+                if let Some((id, message::EXPORT_REQUEST)) = message::peek_id_and_type(body) {
+                    sender.send(&Response::Export {
+                        id,
+                        result: Err(&format!("Malformed request from the agent: {error}.")),
+                    });
+                }
                 continue;
             }
         };
@@ -526,6 +544,18 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("malformed"));
+        // A malformed export request is still answered.
+        agent.send(r#"{"id":12,"type":6,"key":"linux_status","parameters":[1]}"#);
+        assert!(agent.receive()["message"]
+            .as_str()
+            .unwrap()
+            .contains("malformed"));
+        let answer = agent.receive();
+        assert_eq!(answer["id"], 12);
+        assert!(answer["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Malformed request"));
         // An oversized frame: skipped, then the session carries on.
         let len = frame::MAX_INCOMING + 1;
         let mut big = vec![1, 0, 0, 0];
@@ -536,6 +566,21 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("skipped a frame of"));
+        // An oversized export request is answered with an error.
+        let mut body = br#"{"id":41,"type":6,"key":"linux_status","parameters":[""#.to_vec();
+        body.resize(len - 3, b'0');
+        body.extend_from_slice(br#""]}"#);
+        let mut big = vec![1, 0, 0, 0];
+        big.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        big.extend_from_slice(&body);
+        agent.stream.write_all(&big).unwrap();
+        assert_eq!(agent.receive()["type"], 1);
+        let answer = agent.receive();
+        assert_eq!(answer["id"], 41);
+        assert!(answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("more than the 1048576 bytes"));
         agent.send(r#"{"id":8,"type":4}"#);
         agent.send(r#"{"id":9,"type":6,"key":"linux_status","parameters":["ok"]}"#);
         assert_eq!(agent.receive()["id"], 9);

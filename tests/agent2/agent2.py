@@ -139,10 +139,10 @@ def agent_env() -> dict[str, str]:
     return env
 
 
-def run(cfg: Config, *args: str) -> subprocess.CompletedProcess:
+def run(cfg: Config, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         cfg.line.command(cfg.plugin, cfg.directory, "-c", cfg.inside_path, *args),
-        capture_output=True, text=True, timeout=CMD_TIMEOUT, env=agent_env(),
+        capture_output=True, text=True, timeout=CMD_TIMEOUT, env=env or agent_env(),
     )
 
 
