@@ -73,6 +73,10 @@ fn collect(
     let Some(name) = node.get("Name").and_then(Value::as_str) else {
         return Ok(());
     };
+    // One setting per line: a name must not be able to start another one.
+    if name.contains(['\n', '\r', '=']) {
+        return Err("the agent sent a setting name with a line break or '='".into());
+    }
     let path = if prefix.is_empty() {
         name.to_owned()
     } else {
@@ -197,6 +201,13 @@ mod tests {
         )
         .unwrap();
         assert!(to_config_text(&newline).unwrap_err().contains("line break"));
+        let bad_name: Value = serde_json::from_str(
+            r#"{"Nodes":[{"Name":"x\nBackend","Nodes":[{"Value":"YQ==","Line":1}]}]}"#,
+        )
+        .unwrap();
+        assert!(to_config_text(&bad_name)
+            .unwrap_err()
+            .contains("setting name"));
         // No line numbers: one setting per line, in order.
         let unnumbered: Value = serde_json::from_str(
             r#"{"Nodes":[{"Name":"A","Nodes":[{"Value":"MQ=="}]},{"Name":"B","Nodes":[{"Value":"Mg=="}]}]}"#,
