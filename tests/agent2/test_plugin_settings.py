@@ -12,6 +12,7 @@ by the module's own parser with the module's messages; nothing else is read.
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 
@@ -85,3 +86,22 @@ def test_the_module_configuration_file_is_not_read(make_config, tmp_path):
     env["LINUX_STATUS_CONFIG"] = str(broken)
     proc = a2.run(cfg, "-t", "linux_status[tcp_status,LISTEN]", env=env)
     assert proc.returncode == 0 and "[s|" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("lifetime,reused", [("60000", True), ("0", False)])
+def test_settings_reach_the_serving_run(lifetime, reused, make_config, scenario, env):
+    """The configure request carries the settings into the serving run: with a 60 s
+    SnapshotLifetime an unfiltered count stays what the first scan saw after a new listener
+    appears; with 0 it follows the table at once."""
+    cfg = make_config(settings=(f"SnapshotLifetime={lifetime}",))
+    agent = a2.Agent2(cfg, env.get).start()
+    listener = socket.socket()
+    try:
+        first = int(a2.ag.zabbix_get(env.get, cfg.port, "linux_status[tcp_status,LISTEN]").value)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        second = int(a2.ag.zabbix_get(env.get, cfg.port, "linux_status[tcp_status,LISTEN]").value)
+        assert second == (first if reused else first + 1), (lifetime, first, second)
+    finally:
+        listener.close()
+        assert agent.stop() == 0, agent.describe()
