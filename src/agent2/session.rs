@@ -42,8 +42,18 @@ pub trait Handler: Send + Sync + 'static {
     fn validate(&self, config_text: &str) -> Result<(), String>;
     /// Applies it (serving run); an error is logged by the session.
     fn configure(&self, config_text: &str) -> Result<(), String>;
-    /// Answers one request within `budget`; the value is sent as text.
-    fn export(&self, key: &str, params: &[String], budget: Duration) -> Result<String, String>;
+    /// Answers one request within `due.budget`; the value is sent as text.
+    fn export(&self, key: &str, params: &[String], due: Due) -> Result<String, String>;
+}
+
+/// How long an export request may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Due {
+    /// What is left of the answer's budget when the request is taken up.
+    pub budget: Duration,
+    /// The agent's timeout for the request, in seconds, as the agent counts it (messages
+    /// name this one, not the budget).
+    pub timeout_seconds: u64,
 }
 
 /// How a session ended.
@@ -288,7 +298,11 @@ fn work<H: Handler, W: Write>(handler: &H, sender: &Sender<W>, jobs: &Mutex<Rece
                 job.timeout_seconds
             ))
         } else {
-            guarded(|| handler.export(&job.key, &job.parameters, budget))
+            let due = Due {
+                budget,
+                timeout_seconds: job.timeout_seconds,
+            };
+            guarded(|| handler.export(&job.key, &job.parameters, due))
         };
         sender.send(&Response::Export {
             id: job.id,
@@ -341,14 +355,15 @@ mod tests {
         fn configure(&self, text: &str) -> Result<(), String> {
             self.validate(text)
         }
-        fn export(&self, key: &str, params: &[String], budget: Duration) -> Result<String, String> {
+        fn export(&self, key: &str, params: &[String], due: Due) -> Result<String, String> {
             match params.first().map(String::as_str) {
                 Some("slow") => {
                     thread::sleep(Duration::from_millis(400));
                     Ok("slow".into())
                 }
                 Some("panic") => panic!("boom"),
-                Some("budget") => Ok(budget.as_millis().to_string()),
+                Some("budget") => Ok(due.budget.as_millis().to_string()),
+                Some("timeout") => Ok(due.timeout_seconds.to_string()),
                 Some("big") => Ok("x".repeat(frame::MAX_OUTGOING)),
                 _ => Ok(format!("{key}:{}", params.join(","))),
             }
@@ -457,6 +472,9 @@ mod tests {
         agent.send(r#"{"id":1,"type":6,"key":"linux_status","parameters":["budget"],"timeout":1}"#);
         let budget: u64 = agent.receive()["value"].as_str().unwrap().parse().unwrap();
         assert!((500..=750).contains(&budget), "{budget} ms");
+        agent
+            .send(r#"{"id":1,"type":6,"key":"linux_status","parameters":["timeout"],"timeout":1}"#);
+        assert_eq!(agent.receive()["value"], "1");
         // 6.0: the configure request's Timeout applies to requests without their own.
         agent.send(r#"{"id":1,"type":8,"global_options":{"Timeout":10,"SourceIP":""},"private_options":{}}"#);
         agent.send(r#"{"id":2,"type":6,"key":"linux_status","parameters":["budget"]}"#);

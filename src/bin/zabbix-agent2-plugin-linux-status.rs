@@ -32,7 +32,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use linux_status::agent2::options::SOURCE_NAME;
-use linux_status::agent2::session::{self, Ending, Handler, Limits};
+use linux_status::agent2::session::{self, Due, Ending, Handler, Limits};
 use linux_status::config::{self, Config};
 use linux_status::item::{self, Context, ItemValue};
 use linux_status::scan::{Deadline, ProcSources};
@@ -82,7 +82,7 @@ impl Handler for Plugin {
         result
     }
 
-    fn export(&self, key: &str, params: &[String], budget: Duration) -> Result<String, String> {
+    fn export(&self, key: &str, params: &[String], due: Due) -> Result<String, String> {
         if key != KEY {
             return Err(format!(
                 "Unsupported item key \"{key}\" (this plugin has {KEY})."
@@ -98,12 +98,26 @@ impl Handler for Plugin {
             backend: config.backend,
             snapshot_lifetime: config.snapshot_lifetime,
             shared_snapshot: Some(self.shared),
-            deadline: Deadline::after(budget),
+            deadline: Deadline::after(due.budget),
         };
-        match item::answer_in(&params, &context)? {
-            ItemValue::Unsigned(value) => Ok(value.to_string()),
-            ItemValue::Text(text) => Ok(text),
+        match item::answer_in(&params, &context) {
+            Ok(ItemValue::Unsigned(value)) => Ok(value.to_string()),
+            Ok(ItemValue::Text(text)) => Ok(text),
+            Err(message) => Err(name_the_agent_timeout(message, due)),
         }
+    }
+}
+
+/// The core's timeout messages name the deadline's budget in whole seconds ("ran past the
+/// agent Timeout of 2 s"); the plugin's budget is the agent's timeout less a margin for the
+/// answer's trip back, so the message is made to name the agent's own figure.
+fn name_the_agent_timeout(message: String, due: Due) -> String {
+    let budget = format!("the agent Timeout of {} s", due.budget.as_secs());
+    let agent = format!("the agent Timeout of {} s", due.timeout_seconds);
+    if budget == agent {
+        message
+    } else {
+        message.replace(&budget, &agent)
     }
 }
 
@@ -205,12 +219,33 @@ mod os {
 mod tests {
     use super::*;
 
+    const DUE: Due = Due {
+        budget: Duration::from_secs(1),
+        timeout_seconds: 1,
+    };
+
     fn plugin() -> Plugin {
         Plugin {
             sources: ProcSources::system(),
             config: RwLock::new(Ok(Config::default())),
             shared: Box::leak(Box::default()),
         }
+    }
+
+    #[test]
+    fn timeout_messages_name_the_agent_timeout() {
+        let due = Due {
+            budget: Duration::from_millis(2750),
+            timeout_seconds: 3,
+        };
+        assert_eq!(
+            name_the_agent_timeout(
+                "Scan of /proc/net/tcp stopped after 9 lines: it ran past the agent Timeout of 2 s.".into(),
+                due
+            ),
+            "Scan of /proc/net/tcp stopped after 9 lines: it ran past the agent Timeout of 3 s."
+        );
+        assert_eq!(name_the_agent_timeout("other".into(), due), "other");
     }
 
     #[test]
@@ -244,13 +279,11 @@ mod tests {
     fn a_bad_configuration_is_every_answer() {
         let plugin = plugin();
         assert!(plugin.configure("SnapshotLifetime=-1").is_err());
-        let error = plugin
-            .export(KEY, &["version".into()], Duration::from_secs(1))
-            .unwrap_err();
+        let error = plugin.export(KEY, &["version".into()], DUE).unwrap_err();
         assert!(error.contains("SnapshotLifetime must be"), "{error}");
         assert_eq!(plugin.configure(""), Ok(()));
         assert_eq!(
-            plugin.export(KEY, &["version".into()], Duration::from_secs(1)),
+            plugin.export(KEY, &["version".into()], DUE),
             Ok(env!("CARGO_PKG_VERSION").to_owned())
         );
     }
@@ -260,12 +293,9 @@ mod tests {
         let plugin = plugin();
         let params = ["tcp_status".to_owned(), "NOPE".to_owned()];
         let expected = item::answer(&[b"tcp_status", b"NOPE"]).unwrap_err();
-        assert_eq!(
-            plugin.export(KEY, &params, Duration::from_secs(1)),
-            Err(expected)
-        );
+        assert_eq!(plugin.export(KEY, &params, DUE), Err(expected));
         assert!(plugin
-            .export("other", &[], Duration::from_secs(1))
+            .export("other", &[], DUE)
             .unwrap_err()
             .contains("Unsupported item key"));
     }

@@ -193,9 +193,10 @@ def reap(pid: int) -> None:
 class Agent2:
     """A foreground `zabbix_agent2 -c CONF`, started and stopped by the tests."""
 
-    def __init__(self, cfg: Config, get_bin: str) -> None:
+    def __init__(self, cfg: Config, get_bin: str, env: dict[str, str] | None = None) -> None:
         self.cfg = cfg
         self.get_bin = get_bin
+        self.env = env or agent_env()
         self.proc: subprocess.Popen | None = None
         self.stdout_path = cfg.directory / "agent.stdout"
         self.initial_pids: tuple[int, list[int]] | None = None
@@ -209,7 +210,7 @@ class Agent2:
         out = open(self.stdout_path, "wb")
         self.proc = subprocess.Popen(
             self.cfg.line.command(self.cfg.plugin, self.cfg.directory, "-c", self.cfg.inside_path),
-            stdout=out, stderr=subprocess.STDOUT, env=agent_env(),
+            stdout=out, stderr=subprocess.STDOUT, env=self.env,
         )
         out.close()
         deadline = time.monotonic() + START_TIMEOUT
