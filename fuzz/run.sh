@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzz one target of linux_status for a bounded time, on the STABLE Rust toolchain.
 #
-#   fuzz/run.sh TARGET [SECONDS]   TARGET: proc_parser | key_grammar | netlink_reply | all (default 60 s)
+#   fuzz/run.sh TARGET [SECONDS]   TARGET: proc_parser | key_grammar | netlink_reply |
+#                                  agent2_protocol | all (default 60 s)
 #
 # How it works without nightly or cargo-fuzz: the libfuzzer-sys crate compiles LLVM's
 # libFuzzer from its bundled C++ sources (needs a C++ compiler), and rustc's stable codegen
@@ -23,11 +24,11 @@ FUZZ_DIR="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$FUZZ_DIR")"
 TARGET="${1:-}"
 SECONDS_PER_TARGET="${2:-60}"
-TARGETS=(proc_parser key_grammar netlink_reply)
+TARGETS=(proc_parser key_grammar netlink_reply agent2_protocol)
 
-usage() { echo "usage: $0 {proc_parser|key_grammar|netlink_reply|all} [SECONDS]" >&2; exit 2; }
+usage() { echo "usage: $0 {proc_parser|key_grammar|netlink_reply|agent2_protocol|all} [SECONDS]" >&2; exit 2; }
 case "$TARGET" in
-    proc_parser|key_grammar|netlink_reply) RUN=("$TARGET") ;;
+    proc_parser|key_grammar|netlink_reply|agent2_protocol) RUN=("$TARGET") ;;
     all) RUN=("${TARGETS[@]}") ;;
     *) usage ;;
 esac
@@ -136,6 +137,22 @@ print(6)
 PY
 }
 PYTHON_FOR_SEEDS="$(command -v python3)"
+
+# agent2_protocol input: one byte (read size - 1), then the stream as agent 2 sends it:
+# frames of type 1 (JSON) with a little-endian length, as seen from 6.0.14 and 7.0.22.
+seed_agent2_protocol() {
+    local dir="$1" i=0
+    frame() { printf '%s' "$1" | python3 -c 'import struct,sys; b=sys.stdin.buffer.read(); sys.stdout.buffer.write(struct.pack("<II",1,len(b))+b)'; }
+    emit() { { printf "$1"; shift; for body in "$@"; do frame "$body"; done; } >"$dir/seed-$i"; i=$((i + 1)); }
+    emit '\x00' '{"id":1,"type":2,"version":"6.0.13"}' '{"id":0,"type":5}'
+    emit '\x07' '{"id":1,"type":2,"version":"6.4.0"}' '{"id":2,"type":9,"private_options":{"Name":"LinuxStatus","Nodes":[{"Name":"System","Nodes":[{"Name":"Path","Nodes":[{"Value":"L3g=","Line":11}],"Line":11}],"Line":11},{"Name":"Backend","Nodes":[{"Value":"bmV0bGluaw==","Line":12}],"Line":12},{"Name":"SnapshotLifetime","Nodes":[{"Value":"MjUw","Line":13},{"Value":"LTE=","Line":14}],"Line":13}],"Line":11}}' '{"id":3,"type":5}'
+    emit '\xff' '{"id":1,"type":8,"global_options":{"Timeout":7,"SourceIP":""},"private_options":{"Name":"LinuxStatus","Nodes":[{"Name":"Nested","Nodes":[{"Name":"Thing","Nodes":[{"Value":"eA==","Line":2}],"Line":2}],"Line":2}]}}' '{"id":2,"type":6,"key":"linux_status","parameters":["tcp_status","LISTEN"]}' '{"id":3,"type":6,"key":"linux_status","parameters":["tcp_summary"],"timeout":60}'
+    emit '\x02' '{"id":4,"type":11}' 'not json' '{"id":5,"type":6,"parameters":[1]}' '{"type":4}'
+    # An oversized header, and a non-JSON payload type.
+    { printf '\x10\x01\x00\x00\x00\x01\x00\x10\x00{"id":9,"type":6,"key":"linux_status"}'; } >"$dir/seed-$i"; i=$((i + 1))
+    { printf '\x00\x02\x00\x00\x00\x02\x00\x00\x00{}'; } >"$dir/seed-$i"; i=$((i + 1))
+    echo "$i"
+}
 
 failed=0
 for target in "${RUN[@]}"; do

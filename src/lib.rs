@@ -9,11 +9,14 @@
 //!
 //! ```text
 //! ffi/       the zabbix_agentd ABI: bindings, the panic guard, the five exports
+//!            (the second front end, agent 2's plugin, is src/bin/ over agent2/ + answer/)
 //!   answer/    one request: backend choice and fallback, snapshots, listen table, JSON
 //!     request/   key grammar and filters            setup/  configuration, settings
 //!     source/    proc/ (parser, scanner), netlink/ (sock_diag), netstat
 //!       model/     states, counters, socket view, deadline, parameter text
 //!       sys/       every OS call that needs unsafe
+//! agent2/    agent 2's loadable-plugin protocol (frames, messages, session), generic over a
+//!            handler: it imports no other layer
 //! ```
 //!
 //! `unsafe` is denied everywhere but in `sys` and `ffi`.
@@ -22,6 +25,7 @@
 // Every unsafe block says why it is sound.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod agent2;
 mod answer;
 mod model;
 mod request;
@@ -39,12 +43,13 @@ mod ffi;
 /// Answering a request: with the process's settings ([`answer()`]) or an explicit context.
 pub use answer::snapshot::SharedSnapshot;
 pub use answer::{
-    answer, count_states, execute, init, probe_backend, Context, ItemValue, MODULE_API_VERSION,
+    answer, answer_in, count_states, execute, init, probe_backend, Context, ItemValue,
+    MODULE_API_VERSION,
 };
 pub use model::deadline::Deadline;
 pub use model::state::{StateCounts, TcpState};
 pub use request::key::{parse_params, ItemRequest};
-pub use setup::config::{Backend, Config, ConfigError};
+pub use setup::config::{parse as parse_config, Backend, Config, ConfigError};
 
 /// The per-process settings fixed at init.
 pub mod settings {
@@ -58,6 +63,11 @@ pub mod proc {
     pub use crate::model::socket::{Endpoint, SocketView};
     pub use crate::source::proc::parse::{Family, ParseError, Problem, SocketLine};
     pub use crate::source::proc::scan::{ProcSources, ReaderError, Scanner, READ_BUFFER_BYTES};
+}
+
+/// What a front end that is its own process needs of the OS.
+pub mod os {
+    pub use crate::sys::signals::ignore_stop_signals;
 }
 
 /// The netlink sock_diag reply parser (for its fuzz target).

@@ -120,6 +120,8 @@ fuzz_target!(|input: &[u8]| {
         snapshot_lifetime: Duration::ZERO,
         shared_snapshot: None,
         deadline: Deadline::none(),
+        settings_from: "",
+        settings_present: false,
     };
     let executed = execute(&request, &context);
     assert_eq!(answered, executed, "answer vs execute for {params:?}");

@@ -55,6 +55,10 @@ pub struct Context<'a> {
     /// The unfiltered counts shared by every worker of the agent, if mapped at init.
     pub shared_snapshot: Option<&'static SharedSnapshot>,
     pub deadline: Deadline,
+    /// Where the settings came from, for `linux_status[info]`: a file, or the agent's own
+    /// configuration (agent 2); and whether that source existed.
+    pub settings_from: &'a str,
+    pub settings_present: bool,
 }
 
 /// The snapshots every worker of the agent shares, if the front end provided them at init.
@@ -84,14 +88,25 @@ thread_local! {
 pub fn answer(params: &[&[u8]]) -> Result<ItemValue, String> {
     let request = parse_params(params).map_err(|error| error.message().to_owned())?;
     let settings = settings::get();
+    let settings_from = settings.config_path.path.to_string_lossy();
     let context = Context {
         sources: &settings.sources,
         backend: settings.backend(),
         snapshot_lifetime: settings.config.snapshot_lifetime,
         shared_snapshot: SHARED_SNAPSHOT.get().copied().flatten(),
         deadline: Deadline::after(settings::timeout()),
+        settings_from: &settings_from,
+        settings_present: settings.config_present,
     };
     execute(&request, &context)
+}
+
+/// Answers a request in a context the caller sets up instead of the process's settings: agent
+/// 2's plugin takes its configuration from the agent's own file and its deadline from each
+/// request, and never reads the module's configuration file.
+pub fn answer_in(params: &[&[u8]], context: &Context<'_>) -> Result<ItemValue, String> {
+    let request = parse_params(params).map_err(|error| error.message().to_owned())?;
+    execute(&request, context)
 }
 
 /// Runs a parsed request.
@@ -129,16 +144,15 @@ pub fn execute(request: &ItemRequest, context: &Context<'_>) -> Result<ItemValue
 
 /// `linux_status[info]` for this process.
 fn info(context: &Context<'_>) -> String {
-    let settings = settings::get();
     report::info(&report::Info {
         version: env!("CARGO_PKG_VERSION"),
         api_version: MODULE_API_VERSION,
-        backend_configured: &settings.config.backend.to_string(),
+        backend_configured: &context.backend.to_string(),
         backend_in_use: &settings::source_in_use(context.backend).to_string(),
         fallback_reason: settings::netlink_refused().filter(|_| context.backend == Backend::Auto),
         snapshot_lifetime_ms: context.snapshot_lifetime.as_millis(),
-        config_file: &settings.config_path.path.to_string_lossy(),
-        config_file_present: settings.config_present,
+        config_file: context.settings_from,
+        config_file_present: context.settings_present,
         process_id: std::process::id(),
     })
 }
@@ -152,6 +166,8 @@ pub fn count_states(sources: &ProcSources, deadline: Deadline) -> Result<StateCo
         snapshot_lifetime: Duration::ZERO,
         shared_snapshot: None,
         deadline,
+        settings_from: "",
+        settings_present: false,
     };
     state_counts(&context, &SocketFilter::default(), StateMask::ALL)
 }

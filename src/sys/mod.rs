@@ -1,5 +1,6 @@
 //! The OS calls that need `unsafe`, each behind a safe API: the netlink sock_diag socket, the
-//! shared anonymous mapping the agent's workers share, and service-name resolution. With the
+//! shared anonymous mapping the agent's workers share, service-name resolution, and the
+//! plugin process's signal dispositions. With the
 //! FFI layer, the only place `unsafe` is allowed (`#![deny(unsafe_code)]` in lib.rs).
 //!
 //! Imports: std and libc only.
@@ -7,3 +8,4 @@
 pub mod netlink_socket;
 pub mod services;
 pub mod shared_memory;
+pub mod signals;

@@ -1,0 +1,291 @@
+//! zabbix-agent2-plugin-linux-status: the module's `linux_status` key for Zabbix agent 2,
+//! as a loadable plugin (agent 2 cannot load C modules).
+//!
+//! The agent starts this executable as `<path> <socket> <true|false>`; it dials the socket
+//! and speaks the protocol of `linux_status::agent2` with it. This file wires that protocol
+//! to the same core the module calls (`item::answer_in`), takes the settings from the
+//! agent's configuration (`Plugins.LinuxStatus.Backend`, `...SnapshotLifetime`, parsed by
+//! the module's own parser), and owns the process: signals and when to exit.
+//!
+//! When to exit is the tricky part. Agent 2 before protocol 6.4 (Debian 12's 6.0.14) reaps
+//! plugin processes in two places at once, a SIGCHLD listener calling `wait4(-1)` and its
+//! signal loop; whichever loses the race panics and the whole agent exits. Measured here: a
+//! plugin that exits on the registration run's terminate killed the agent in 5 of 8 starts,
+//! and one that exited later, while the agent ran, killed it too. So with such an agent no
+//! process of this plugin exits while the agent lives: after terminate (which those agents
+//! send with id 0) or when the connection ends, the process waits for the agent to close
+//! the connection and then for its parent to go away, checking five times a second. Agents of protocol 6.4 and later
+//! (7.0) send terminate with a real id and wait for the plugin to exit (killing it after
+//! their Timeout): there it exits at once. SIGINT and SIGTERM are ignored, as Zabbix's own
+//! plugins do, so a stop signal sent to the whole service reaches the agent, which then
+//! ends its plugins through the protocol.
+
+// The OS calls it needs beyond std are the library's (src/sys); none here.
+#![forbid(unsafe_code)]
+
+use std::ffi::OsString;
+use std::io::{ErrorKind, Read};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use linux_status::agent2::options::SOURCE_NAME;
+use linux_status::agent2::session::{self, Due, Ending, Handler, Limits};
+use linux_status::proc::ProcSources;
+use linux_status::settings::PROC_NET_DIR_VARIABLE;
+use linux_status::{
+    answer_in, parse_config as parse, Config, Context, Deadline, ItemValue, SharedSnapshot,
+};
+
+const NAME: &str = "LinuxStatus";
+const KEY: &str = "linux_status";
+/// Agent 2 refuses to start on a description that does not end with a dot.
+const METRICS: &[(&str, &str)] = &[(
+    KEY,
+    "TCP connection states, listening ports and TCP counters: tcp_status, tcp_summary, listen_discovery, listen_stats, tcp_ext, version, info.",
+)];
+
+/// The plugin behind the protocol: the module's core with the agent's settings.
+struct Plugin {
+    sources: ProcSources,
+    /// The configuration from the configure request; an error is every export's answer.
+    config: RwLock<Result<Config, String>>,
+    /// One snapshot for all worker threads, so requests arriving together share a scan.
+    shared: &'static SharedSnapshot,
+}
+
+fn parse_config(text: &str) -> Result<Config, String> {
+    parse(text.as_bytes(), Path::new(SOURCE_NAME)).map_err(|error| error.0)
+}
+
+impl Handler for Plugin {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn metrics(&self) -> &[(&'static str, &'static str)] {
+        METRICS
+    }
+
+    fn validate(&self, config_text: &str) -> Result<(), String> {
+        parse_config(config_text).map(drop)
+    }
+
+    fn configure(&self, config_text: &str) -> Result<(), String> {
+        let parsed = parse_config(config_text);
+        let result = parsed.as_ref().map(drop).map_err(Clone::clone);
+        if let Ok(mut config) = self.config.write() {
+            *config = parsed;
+        }
+        result
+    }
+
+    fn export(&self, key: &str, params: &[String], due: Due) -> Result<String, String> {
+        if key != KEY {
+            return Err(format!(
+                "Unsupported item key \"{key}\" (this plugin has {KEY})."
+            ));
+        }
+        let config = match self.config.read() {
+            Ok(config) => config.clone()?,
+            Err(_) => return Err("Internal error: configuration lock poisoned.".into()),
+        };
+        let params: Vec<&[u8]> = params.iter().map(|param| param.as_bytes()).collect();
+        let context = Context {
+            sources: &self.sources,
+            backend: config.backend,
+            snapshot_lifetime: config.snapshot_lifetime,
+            shared_snapshot: Some(self.shared),
+            deadline: Deadline::after(due.budget),
+            settings_from: SOURCE_NAME,
+            settings_present: true,
+        };
+        match answer_in(&params, &context) {
+            Ok(ItemValue::Unsigned(value)) => Ok(value.to_string()),
+            Ok(ItemValue::Text(text)) => Ok(text),
+            Err(message) => Err(name_the_agent_timeout(message, due)),
+        }
+    }
+}
+
+/// The core's timeout messages name the deadline's budget in whole seconds ("ran past the
+/// agent Timeout of 2 s"); the plugin's budget is the agent's timeout less a margin for the
+/// answer's trip back, so the message is made to name the agent's own figure.
+fn name_the_agent_timeout(message: String, due: Due) -> String {
+    let budget = format!("the agent Timeout of {} s", due.budget.as_secs());
+    let agent = format!("the agent Timeout of {} s", due.timeout_seconds);
+    if budget == agent {
+        message
+    } else {
+        message.replace(&budget, &agent)
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if args.len() == 2 && (args[1] == "-V" || args[1] == "--version") {
+        println!(
+            "zabbix-agent2-plugin-linux-status {} (plugin {NAME}, key {KEY})",
+            env!("CARGO_PKG_VERSION")
+        );
+        return ExitCode::SUCCESS;
+    }
+    if args.len() != 3 || !(args[2] == "true" || args[2] == "false") {
+        eprintln!(
+            "usage: {} SOCKET true|false\n\
+             Zabbix agent 2 starts this plugin itself: set Plugins.{NAME}.System.Path to its path in the agent's configuration.",
+            args.first().map(|a| a.to_string_lossy()).unwrap_or_default()
+        );
+        return ExitCode::from(2);
+    }
+    let parent = std::os::unix::process::parent_id();
+    linux_status::os::ignore_stop_signals();
+    let stream = match UnixStream::connect(&args[1]) {
+        Ok(stream) => stream,
+        Err(error) => {
+            eprintln!(
+                "linux_status: cannot connect to agent 2 at {}: {error}",
+                args[1].to_string_lossy()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let halves = stream
+        .try_clone()
+        .and_then(|reader| Ok((reader, stream.try_clone()?)));
+    let (reader, writer) = match halves {
+        Ok(halves) => halves,
+        Err(error) => {
+            eprintln!("linux_status: cannot use the agent connection: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let plugin = Plugin {
+        sources: match std::env::var_os(PROC_NET_DIR_VARIABLE) {
+            Some(dir) if !dir.is_empty() => ProcSources::in_dir(Path::new(&dir)),
+            _ => ProcSources::system(),
+        },
+        config: RwLock::new(Ok(Config::default())),
+        shared: Box::leak(Box::default()),
+    };
+    let ending = session::run(Arc::new(plugin), reader, writer, Limits::default());
+    match ending {
+        Ending::Terminated { id } if id != 0 => {}
+        _ => outlive_agent(&stream, parent),
+    }
+    ExitCode::SUCCESS
+}
+
+/// Returns once the process that started this one has exited (this process is then
+/// re-parented), not when started by init: there is no agent to outlive. Until the agent
+/// closes the connection its bytes are read and dropped: closing first makes agent 2 6.0.14
+/// spin on the dead connection, logging a read error each turn, until it closes its end.
+fn outlive_agent(stream: &UnixStream, parent: u32) {
+    const POLL: Duration = Duration::from_millis(200);
+    let mut open = stream.set_read_timeout(Some(POLL)).is_ok();
+    let mut sink = [0u8; 4096];
+    while parent > 1 && std::os::unix::process::parent_id() == parent {
+        if !open {
+            std::thread::sleep(POLL);
+            continue;
+        }
+        match (&*stream).read(&mut sink) {
+            Ok(0) => open = false,
+            Ok(_) => {}
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(_) => open = false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DUE: Due = Due {
+        budget: Duration::from_secs(1),
+        timeout_seconds: 1,
+    };
+
+    fn plugin() -> Plugin {
+        Plugin {
+            sources: ProcSources::system(),
+            config: RwLock::new(Ok(Config::default())),
+            shared: Box::leak(Box::default()),
+        }
+    }
+
+    #[test]
+    fn timeout_messages_name_the_agent_timeout() {
+        let due = Due {
+            budget: Duration::from_millis(2750),
+            timeout_seconds: 3,
+        };
+        assert_eq!(
+            name_the_agent_timeout(
+                "Scan of /proc/net/tcp stopped after 9 lines: it ran past the agent Timeout of 2 s.".into(),
+                due
+            ),
+            "Scan of /proc/net/tcp stopped after 9 lines: it ran past the agent Timeout of 3 s."
+        );
+        assert_eq!(name_the_agent_timeout("other".into(), due), "other");
+    }
+
+    #[test]
+    fn every_description_ends_with_a_dot() {
+        assert!(METRICS
+            .iter()
+            .all(|(_, description)| description.ends_with('.')));
+    }
+
+    #[test]
+    fn settings_are_checked_with_the_module_parser_and_its_messages() {
+        let plugin = plugin();
+        assert_eq!(
+            plugin.validate("\n\nBackend=netlink\nSnapshotLifetime=0\n"),
+            Ok(())
+        );
+        assert_eq!(
+            plugin.validate("\nBackend=ebpf\n"),
+            Err(format!(
+                "linux_status: {SOURCE_NAME} line 2: Backend must be auto, proc or netlink, got \"ebpf\""
+            ))
+        );
+        let error = plugin.validate("Nested.Thing=x").unwrap_err();
+        assert!(
+            error.contains("unknown parameter \"Nested.Thing\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_bad_configuration_is_every_answer() {
+        let plugin = plugin();
+        assert!(plugin.configure("SnapshotLifetime=-1").is_err());
+        let error = plugin.export(KEY, &["version".into()], DUE).unwrap_err();
+        assert!(error.contains("SnapshotLifetime must be"), "{error}");
+        assert_eq!(plugin.configure(""), Ok(()));
+        assert_eq!(
+            plugin.export(KEY, &["version".into()], DUE),
+            Ok(env!("CARGO_PKG_VERSION").to_owned())
+        );
+    }
+
+    #[test]
+    fn errors_are_the_module_errors() {
+        let plugin = plugin();
+        let params = ["tcp_status".to_owned(), "NOPE".to_owned()];
+        let expected = linux_status::answer(&[b"tcp_status", b"NOPE"]).unwrap_err();
+        assert_eq!(plugin.export(KEY, &params, DUE), Err(expected));
+        assert!(plugin
+            .export("other", &[], DUE)
+            .unwrap_err()
+            .contains("Unsupported item key"));
+    }
+}
