@@ -3,9 +3,10 @@
 # clone (CI clones afresh), each keyed by its own version: cargo-deb, cargo-generate-rpm and
 # cargo-zigbuild from crates.io, Zig from PyPI's `ziglang` wheel (cargo-zigbuild's linker).
 #
-# Sourced (by scripts/setup). `ls_setup_package_tools` puts them on PATH. A tool is built in a
-# temporary folder and renamed into place under a lock, so concurrent runs never see a half
-# built one; a changed version builds a new folder beside the old.
+# Sourced by scripts/package and tests/package/setup.sh; `ls_setup_package_tools` puts them on
+# PATH. A tool is built in a temporary folder and renamed into place under a lock, so
+# concurrent runs never see a half built one; a changed version builds a new folder beside
+# the old.
 set -euo pipefail
 
 LS_TEST_CACHE=${LS_TEST_CACHE:-/var/cache/linux-status-test}
