@@ -11,6 +11,11 @@ remove every trace.
 
 Debian 11 (agent 5.0) and Debian 13 (agents 7.0): the same .deb installs, the same .so (same
 bytes) loads and answers as `ss`, purge leaves the agents starting.
+
+Agent 2 (Debian 12's 6.0, Debian 13's 7.0) is started at every step too: it must start with
+the package installed, removed and purged. When Cargo.toml ships the agent 2 plugin, agent 2
+must also use it (its log) and answer every state as `ss` while the package is installed, and
+know no linux_status key once it is removed.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ SO = "/usr/lib/zabbix/modules/liblinux_status.so"
 AGENTD_SNIPPET = "/etc/zabbix/zabbix_agentd.conf.d/linux_status.conf"
 MODULE_CONF = "/etc/zabbix/linux_status.conf"
 AGENTD_LOG = "/var/log/zabbix-agent/zabbix_agentd.log"
+AGENT2_LOG = "/var/log/zabbix/zabbix_agent2.log"
 DEBIAN_CONFIGS = ("/etc/zabbix/zabbix_agentd.conf", "/etc/zabbix/zabbix_agent2.conf")
 # Snippets whose LoadModule=/plugin path would stop an agent if left naming a deleted file.
 AGENT_SNIPPETS = (AGENTD_SNIPPET, PLUGIN_SNIPPET)
@@ -107,12 +113,25 @@ def check_agentd_answers(system: sysmod.System, label: str, version: str) -> Non
         stop(agent)
 
 
-def check_agent2_starts(system: sysmod.System, meta) -> None:
-    """Agent 2 starts on Debian's configuration with the package's state as it is."""
+def check_agent2(system: sysmod.System, meta, installed: bool) -> None:
+    """Agent 2 starts on Debian's configuration, whatever the package's state. With the
+    package installed and the plugin shipped (Cargo.toml), it uses the plugin and answers as
+    `ss`; otherwise it knows no linux_status key."""
+    log = system.path(AGENT2_LOG)
+    if log.exists():
+        log.write_text("")
     agent = sysmod.Service(system, "zabbix-agent2").start()
     try:
-        if meta.plugin and system.exists(PLUGIN_PATH):
-            answers.assert_match_ss(f"{system.name} agent 2 plugin")
+        text = log.read_text(errors="replace")
+        version = sysmod.passive_check(sysmod.AGENT_PORT, "linux_status[version]")
+        if installed and meta.plugin:
+            assert system.exists(PLUGIN_PATH)
+            assert f"using plugin 'LinuxStatus' ({PLUGIN_PATH})" in text, agent.describe()
+            assert version == ("value", meta.version), version
+            answers.assert_match_ss(f"{system.name} agent 2 with the plugin")
+        else:
+            assert "LinuxStatus" not in text, agent.describe()
+            assert version[0] == "notsupported", version
     finally:
         stop(agent)
 
@@ -141,8 +160,8 @@ def test_bookworm_life_cycle(env, meta, scenario, tmp_path):
             assert system.run("sh", "-c", f"command -v {tool}", check=False).returncode != 0, tool
         assert dpkg_status(system) == "unknown"
         pristine = {c: sha256(system.path(c)) for c in DEBIAN_CONFIGS}
-        for unit in ("zabbix-agent", "zabbix-agent2"):
-            stop(sysmod.Service(system, unit).start())
+        stop(start_agentd(system, with_module=False))
+        check_agent2(system, meta, installed=False)
 
         system.copy_in(env.deb, "/tmp/linux-status.deb")
         system.run("dpkg", "-i", "/tmp/linux-status.deb")
@@ -158,7 +177,7 @@ def test_bookworm_life_cycle(env, meta, scenario, tmp_path):
         so_sha = sha256(system.path(SO))
 
         check_agentd_answers(system, "debian12 agent 6.0", meta.version)
-        check_agent2_starts(system, meta)
+        check_agent2(system, meta, installed=True)
 
         # The admin edits both configuration files; reinstalling and upgrading keep them.
         system.path(MODULE_CONF).write_text(ADMIN_MODULE_CONF)
@@ -182,7 +201,7 @@ def test_bookworm_life_cycle(env, meta, scenario, tmp_path):
         assert includes_naming(system, "LoadModule") == []
         assert system.exists(MODULE_CONF), "dpkg -r must keep the admin's configuration"
         stop(start_agentd(system, with_module=False))
-        check_agent2_starts(system, meta)
+        check_agent2(system, meta, installed=False)
         assert {c: sha256(system.path(c)) for c in DEBIAN_CONFIGS} == pristine
 
         # Reinstall after removal: the module is back, with the admin's edits.
@@ -191,6 +210,7 @@ def test_bookworm_life_cycle(env, meta, scenario, tmp_path):
         assert system.read(MODULE_CONF) == ADMIN_MODULE_CONF
         assert sha256(system.path(SO)) == so_sha
         check_agentd_answers(system, "debian12 agent 6.0 reinstalled", meta.version)
+        check_agent2(system, meta, installed=True)
 
         # Remove, then purge: nothing of the package is left.
         system.run("dpkg", "-r", "linux-status")
@@ -204,7 +224,7 @@ def test_bookworm_life_cycle(env, meta, scenario, tmp_path):
             "2>/dev/null || true").stdout.split()
         assert leftovers == [], leftovers
         stop(start_agentd(system, with_module=False))
-        check_agent2_starts(system, meta)
+        check_agent2(system, meta, installed=False)
         assert {c: sha256(system.path(c)) for c in DEBIAN_CONFIGS} == pristine
 
 
@@ -220,9 +240,9 @@ def test_other_releases(env, meta, scenario, release):
         system.run("dpkg", "-i", "/tmp/linux-status.deb")
         check_agentd_answers(system, f"{release} agent {line}", meta.version)
         if system.exists("/usr/sbin/zabbix_agent2"):
-            check_agent2_starts(system, meta)
+            check_agent2(system, meta, installed=True)
         system.run("dpkg", "--purge", "linux-status")
         assert includes_naming(system, "linux_status") == []
         stop(start_agentd(system, with_module=False))
         if system.exists("/usr/sbin/zabbix_agent2"):
-            check_agent2_starts(system, meta)
+            check_agent2(system, meta, installed=False)
