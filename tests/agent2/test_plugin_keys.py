@@ -11,6 +11,7 @@ exactly the module's contract: same values, same messages.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 
 import pytest
@@ -86,20 +87,42 @@ def test_filters_match_ss_and_the_builtin_count(laddr, lport, raddr, rport, scen
     assert {k: summary[k] for k in sc.KERNEL_STATES} == e2e_keys.oracle(
         before, laddr, lport, raddr, rport
     ), params
+    builtin_differs = agent2_builtin_differs(laddr) or agent2_builtin_differs(raddr)
     for state in sc.KERNEL_STATES:
         if state == "CLOSE":
             continue  # not a state net.tcp.socket.count accepts
         for _ in range(e2e_keys.ATTEMPTS):
-            snapshot = {s.ident for s in sc.ss_sockets()}
+            snapshot = sc.ss_sockets()
             ours = zbxclient.one(agent2.cfg.port, f"linux_status[tcp_status,{state},{params}]")
             builtin = zbxclient.one(
                 agent2.cfg.port, f"net.tcp.socket.count[{params},{state.lower()}]"
             )
-            if snapshot == {s.ident for s in sc.ss_sockets()}:
+            if {s.ident for s in snapshot} == {s.ident for s in sc.ss_sockets()}:
                 break
         assert builtin.kind == "value", (params, state, builtin)
         assert ours.kind == "value", (params, state, ours)
+        if builtin_differs:
+            # Agent 2's own net.tcp.socket.count (Go) reads ::ffff:a.b.c.d/p with p < 96
+            # unlike zabbix_agentd's (C), whose rule the module and the plugin follow
+            # (tests/e2e/test_keys.py proves it against zabbix_agentd 6.0 and 7.0): here the
+            # plugin must give the ss oracle's count, the query's own connection included.
+            expected = e2e_keys.oracle(snapshot, laddr, lport, raddr, rport)[state]
+            own = sum(1 for side in ("127.0.0.1",) if state == "ESTABLISHED"
+                      and e2e_keys.address_matches(laddr, ipaddress.ip_address(side))
+                      and e2e_keys.address_matches(raddr, ipaddress.ip_address(side))
+                      and not lport and not rport) * 2
+            assert int(ours.payload) == expected + own, (state, params, ours, expected, own)
+            continue
         assert int(ours.payload) == int(builtin.payload), (state, params, ours, builtin)
+
+
+def agent2_builtin_differs(spec: str) -> bool:
+    """A filter written as ::ffff:a.b.c.d/p with p below 96 (see the test above)."""
+    if "/" not in spec:
+        return False
+    written = ipaddress.ip_interface(spec)
+    return (isinstance(written, ipaddress.IPv6Interface) and written.ip.ipv4_mapped is not None
+            and written.network.prefixlen < 96)
 
 
 @pytest.mark.parametrize("trap", e2e_states.SUBSTRING_TRAPS)
