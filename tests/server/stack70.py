@@ -312,9 +312,13 @@ class ChrootAgent(_Process):
         def ready():
             assert self.proc.poll() is None, f"{self.name} exited\n{self.describe()}"
             if self.kind == "active":
-                return "active checks #1]" in self.log_text() if not self.agent2 else (
-                    "Zabbix Agent2 started" in self.log_text()
-                    or "Zabbix Agent 2 started" in self.log_text())
+                if not self.agent2:
+                    return "active checks #1]" in self.log_text()
+                # Agent 2 says it is up on its standard output; the data proves the rest.
+                try:
+                    return "Press Ctrl+C to exit" in self.stdout.read_text(errors="replace")
+                except FileNotFoundError:
+                    return False
             r = subprocess.run([get_bin, "-s", "127.0.0.1", "-p", str(self.port), "-k",
                                 "agent.ping"], capture_output=True, text=True, timeout=30)
             return r.returncode == 0 and r.stdout.strip() == "1"

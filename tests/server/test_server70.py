@@ -36,15 +36,18 @@ INTERVAL_S = 15
 COLLECT_TIMEOUT = 240.0
 
 # One monitored host per entry: (host name, "passive" or "active", agent 2?).
-# Agent 2 with the linux_status plugin is one more line, once the plugin is built:
+# Agent 2 with the linux_status plugin is these two lines, once the plugin is merged (it is
+# then built by `cargo build --release` at PLUGIN; LINUX_STATUS_AGENT2_PLUGIN points
+# elsewhere); ChrootAgent runs Debian 13's zabbix_agent2 with
+# Plugins.LinuxStatus.System.Path=<the plugin>, same templates, same checks:
 #   ("ls70-agent2-passive", "passive", True),
-# (ChrootAgent then runs zabbix_agent2 with Plugins.LinuxStatus.System.Path=<the plugin>,
-# and `module_for` below returns the plugin binary for it.)
+#   ("ls70-agent2-active", "active", True),
 AGENTS = [
     ("ls70-agentd-passive", "passive", False),
     ("ls70-agentd-active", "active", False),
 ]
-PLUGIN = Path(checks.REPO / "target" / "release" / "zabbix-agent2-plugin-linux-status")
+PLUGIN = Path(os.environ.get("LINUX_STATUS_AGENT2_PLUGIN")
+              or checks.REPO / "target" / "release" / "zabbix-agent2-plugin-linux-status")
 
 
 def module_for(agent2: bool, env) -> Path:
