@@ -49,7 +49,8 @@ def _run(args: list[str], activity) -> subprocess.CompletedProcess:
 
 
 def render_host_dashboard(api, frontend, activity, hostid: str, out: Path, period: int,
-                          rights_field: str = "rights") -> Path:
+                          db, rights_field: str = "rights") -> Path:
+    """`db`: the server's database (`psql(sql)`), for the guest's one display setting below."""
     # 6.0: host groups are "groups" and the rights "rights"; 7.0: "hostgroups" and
     # "hostgroup_rights".
     select = "selectGroups" if rights_field == "rights" else "selectHostGroups"
@@ -74,6 +75,14 @@ def render_host_dashboard(api, frontend, activity, hostid: str, out: Path, perio
         {"permission": 2, "id": g["groupid"]} for g in groups]})
     api.call("user.update", {"userid": GUEST_ID, "url": url,
                              "usrgrps": [{"usrgrpid": GUESTS_GROUP}]})
+    # The time selector starts expanded for a user who never closed it (the profile
+    # web.dashboard.filter.active, default 1), which would take a fifth of the screen: start
+    # the guest with it closed, as a user who once closed it sees it. The API has no call for
+    # user profiles; the row is the frontend's own (type 2: an integer).
+    db.psql(f"DELETE FROM profiles WHERE userid={GUEST_ID} AND idx='web.dashboard.filter.active'")
+    db.psql("INSERT INTO profiles (profileid, userid, idx, idx2, value_id, value_int, value_str,"
+            f" source, type) VALUES (990001, {GUEST_ID}, 'web.dashboard.filter.active', 0, 0, 0,"
+            " '', '', 2)")
     entry = frontend.url + "index.php?enter=guest"
 
     dom = _run(["--dump-dom", entry], activity)

@@ -244,5 +244,5 @@ def test_dashboard_renders(stack, agents, collected):
     png = dashboard.render_host_dashboard(
         stack.api, stack.frontend, stack.activity, h.hostid,
         checks.ARTIFACTS / "dashboard-7.0.png", period=max(60, int(time.time() - first) + 10),
-        rights_field="hostgroup_rights")
+        db=stack.pg, rights_field="hostgroup_rights")
     print(f"\n[tests/server 7.0] dashboard: {png} ({png.stat().st_size} bytes)")

@@ -262,7 +262,7 @@ def test_dashboard_renders(stack, hosts, collected):
     [h] = [h for h in hosts if h.kind == "passive"]
     png = dashboard.render_host_dashboard(stack.api, stack.frontend, stack.activity, h.hostid,
                                           checks.ARTIFACTS / "dashboard-6.0.png",
-                                          period=_period(collected))
+                                          period=_period(collected), db=stack.pg)
     print(f"\n[tests/server] dashboard: {png} ({png.stat().st_size} bytes)")
 
 
