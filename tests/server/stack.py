@@ -8,7 +8,8 @@
 - `ZabbixServer`: `zabbix_server -c CONF -f` against that database, with small Start* counts
   and CacheUpdateFrequency=1 (new items are polled within seconds).
 - `Frontend`: PHP's built-in web server over /usr/share/zabbix, with /etc/zabbix/zabbix.conf.php
-  written for this database (an existing file is backed up and restored on stop) and
+  written for this database (under `unshare --mount`, as scripts/test runs it, on a tmpfs only
+  the test's namespace sees; otherwise an existing file is backed up and restored on stop) and
   LOCPATH pointing at the en_US.UTF-8 locale compiled by tests/server/setup.sh.
 - `Api`: the JSON-RPC API (`user.login` as Admin). `WebSession`: a logged-in browser session
   (cookie jar) to fetch pages such as chart2.php.
@@ -77,6 +78,11 @@ def stop_process(proc: subprocess.Popen | None, name: str) -> int | None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=STOP_TIMEOUT)
         raise AssertionError(f"{name} ignored SIGTERM for {STOP_TIMEOUT} s; killed")
+
+
+def private_mount_namespace() -> bool:
+    """True under `unshare --mount` (our mount namespace is not our parent's)."""
+    return os.readlink("/proc/self/ns/mnt") != os.readlink(f"/proc/{os.getppid()}/ns/mnt")
 
 
 def private_dir(prefix: str) -> Path:
@@ -334,14 +340,20 @@ $IMAGE_FORMAT_DEFAULT = IMAGE_FORMAT_PNG;
         assert (self.locpath / "en_US.UTF-8" / "LC_CTYPE").is_file(), (
             f"no en_US.UTF-8 locale in {self.locpath}: run tests/server/setup.sh"
         )
-        if FRONTEND_CONF.exists() or FRONTEND_CONF.is_symlink():
-            self.backup = self.dir / "zabbix.conf.php.orig"
-            shutil.copy2(FRONTEND_CONF, self.backup, follow_symlinks=False)
         FRONTEND_CONF.parent.mkdir(parents=True, exist_ok=True)
+        if private_mount_namespace():
+            # Our own /etc/zabbix (a tmpfs only this namespace sees): a test running beside
+            # us on the same machine keeps its own frontend configuration.
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs",
+                            str(FRONTEND_CONF.parent)], check=True, timeout=30)
+        else:
+            if FRONTEND_CONF.exists() or FRONTEND_CONF.is_symlink():
+                self.backup = self.dir / "zabbix.conf.php.orig"
+                shutil.copy2(FRONTEND_CONF, self.backup, follow_symlinks=False)
+            self.wrote_conf = True
         FRONTEND_CONF.unlink(missing_ok=True)
         FRONTEND_CONF.write_text(self.conf_text)
         FRONTEND_CONF.chmod(0o644)
-        self.wrote_conf = True
         env = dict(os.environ, LOCPATH=str(self.locpath), LANG="C")
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 
 import pytest
@@ -139,8 +140,10 @@ def hosts(env, stack, imported, agent, proxied_agent, proxy, scenario):
         crash = [ln for ln in active_agent.log_text().splitlines()
                  if any(p.lower() in ln.lower() for p in agent_mod.CRASH_PATTERNS)]
         status = active_agent.stop()
+        describe = active_agent.describe()
+        shutil.rmtree(active_agent.dir, ignore_errors=True)
         assert not crash, "active agent crashed:\n" + "\n".join(crash)
-        assert status == 0, f"active agent exited {status}\n{active_agent.describe()}"
+        assert status == 0, f"active agent exited {status}\n{describe}"
 
 
 @pytest.fixture(scope="module")
