@@ -1,11 +1,13 @@
 """Session fixtures for the template tests against real Zabbix servers.
 
-Run as root inside a private network namespace (everything listens on 127.0.0.1 there):
+Run as root inside a private network namespace (everything listens on 127.0.0.1 there) and
+mount namespace (the frontend's configuration file stays private):
 
     tests/server/setup.sh       # once: servers, frontend, PHP, Chromium, 7.0 chroot, locale
     source scripts/setup
     LINUX_STATUS_SO=$PWD/target/release/liblinux_status.so \\
-        unshare -n -- $PYTHON -m pytest -p no:cacheprovider -q tests/server/test_template.py
+        unshare --net --mount -- $PYTHON -m pytest -p no:cacheprovider -q \\
+        tests/server/test_template.py
     # 7.0 (test_server70.py has its own stack fixtures): unshare --net --mount -- ...
 
 Order of events (6.0): check the environment, check the namespace is fresh and bring `lo` up,
