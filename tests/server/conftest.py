@@ -1,17 +1,22 @@
-"""Session fixtures for the template tests against a real Zabbix 6.0 server.
+"""Session fixtures for the template tests against real Zabbix servers.
 
-Run as root inside a private network namespace (everything listens on 127.0.0.1 there):
+Run as root inside a private network namespace (everything listens on 127.0.0.1 there) and
+mount namespace (the frontend's configuration file stays private):
 
-    tests/server/setup.sh       # once: server, frontend, PHP, locale (idempotent)
+    tests/server/setup.sh       # once: servers, frontend, PHP, Chromium, 7.0 chroot, locale
     source scripts/setup
     LINUX_STATUS_SO=$PWD/target/release/liblinux_status.so \\
-        unshare -n -- $PYTHON -m pytest -p no:cacheprovider -q tests/server
+        unshare --net --mount -- $PYTHON -m pytest -p no:cacheprovider -q \\
+        tests/server/test_template.py
+    # 7.0 (test_server70.py has its own stack fixtures): unshare --net --mount -- ...
 
-Order of events: check the environment, check the namespace is fresh and bring `lo` up,
+Order of events (6.0): check the environment, check the namespace is fresh and bring `lo` up,
 start a sampler that records `ss -Htan` every 50 ms, bring up PostgreSQL + zabbix_server +
-the PHP frontend (stack.py), start zabbix_agentd 6.0 with the module (tests/e2e/agent.py),
-build and verify the known socket table (tests/e2e/scenario.py). Nothing is skipped: a
-missing piece fails the session with what to do.
+the PHP frontend (stack.py), start zabbix_agentd 6.0 with the module twice (one polled by the
+server, one by the proxy; tests/e2e/agent.py) and a zabbix_proxy 6.0 (agents.py), build and
+verify the known socket table (tests/e2e/scenario.py). The active-only agent starts in
+test_template.py, once its host exists. Nothing is skipped: a missing piece fails the session
+with what to do.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ sys.path.insert(0, str(HERE.parent / "e2e"))
 import agent as agent_mod  # noqa: E402  (tests/e2e/agent.py)
 import netns as netns_mod  # noqa: E402  (tests/e2e/netns.py)
 import scenario as scenario_mod  # noqa: E402  (tests/e2e/scenario.py)
+import agents as agents_mod  # noqa: E402
 import stack as stack_mod  # noqa: E402
 
 REQUIRED_ENV = ("LINUX_STATUS_SO", "ZABBIX_AGENTD", "ZABBIX_GET", "LD_LIBRARY_PATH")
@@ -139,9 +145,11 @@ class Stack:
         self.api = api
         self.timings = timings
 
+    proxy_port = 0
+
     @property
     def ports(self) -> tuple[int, ...]:
-        return (self.pg.port, self.server.port, self.frontend.port)
+        return (self.pg.port, self.server.port, self.frontend.port, self.proxy_port)
 
     def describe(self) -> str:
         return self.server.describe()
@@ -151,11 +159,11 @@ class Stack:
 def stack(env, netns, sampler):
     avoid = list(scenario_mod.SCENARIO_PORTS)
     ports = []
-    for _ in range(3):
+    for _ in range(4):
         p = agent_mod.free_port(avoid=tuple(avoid), first=20100)
         ports.append(p)
         avoid.append(p)
-    pg_port, server_port, web_port = ports
+    pg_port, server_port, web_port, proxy_port = ports
     pg = stack_mod.PgCluster(pg_port)
     server = stack_mod.ZabbixServer(server_port, pg_port)
     frontend = stack_mod.Frontend(web_port, pg_port, server_port, env.locpath)
@@ -173,7 +181,9 @@ def stack(env, netns, sampler):
         api.login()
         version = api.call("apiinfo.version", {})
         assert version.startswith("6.0."), f"frontend API version {version}, expected 6.0.x"
-        yield Stack(pg, server, frontend, activity, api, timings)
+        st = Stack(pg, server, frontend, activity, api, timings)
+        st.proxy_port = proxy_port
+        yield st
     finally:
         errors = []
         for name, stop in (("frontend", frontend.stop), ("zabbix_server", server.stop),
@@ -215,14 +225,53 @@ def agent(env, stack):
 
 
 @pytest.fixture(scope="session")
-def scenario(stack, agent):
+def proxied_agent(env, stack, agent):
+    """A second passive agent with the module, polled by the proxy, not by the server."""
+    port = agent_mod.free_port(avoid=(*scenario_mod.SCENARIO_PORTS, *stack.ports,
+                                      agent.cfg.port))
+    cfg = agent_mod.write_config(stack_mod.private_dir("zbx-proxied-agent-"), env.so, port)
+    a = agent_mod.Agent(env.agentd, env.get, cfg)
+    a.start()
+    try:
+        yield a
+    finally:
+        crash = a.crash_lines()
+        status = a.stop()
+        subprocess.run(["rm", "-rf", str(cfg.directory)], timeout=60)
+        assert not crash, "proxied agent log has crash lines:\n" + "\n".join(crash)
+        assert status == 0, f"proxied zabbix_agentd exited {status} on SIGTERM"
+
+
+@pytest.fixture(scope="session")
+def proxy(env, stack):
+    """A real zabbix_proxy 6.0 (active) from Debian's zabbix-proxy-sqlite3, beside the agent
+    binaries scripts/setup unpacked."""
+    root = Path(env.agentd).parents[2]
+    binary = root / "usr" / "sbin" / "zabbix_proxy"
+    schema = root / "usr" / "share" / "zabbix-proxy-sqlite3" / "schema.sql.gz"
+    for f in (binary, schema):
+        assert f.is_file(), f"{f} missing: run `source scripts/setup`"
+    stack.api.call("proxy.create", {"host": agents_mod.PROXY_NAME, "status": "5"})
+    p = agents_mod.Proxy(str(binary), schema, agents_mod.PROXY_NAME, stack.proxy_port,
+                         stack.server.port)
+    stack.timings["zabbix_proxy"] = p.start(dict(os.environ))
+    try:
+        yield p
+    finally:
+        status = p.stop()
+        subprocess.run(["rm", "-rf", str(p.dir)], timeout=60)
+        assert status == 0, f"zabbix_proxy exited {status} on SIGTERM\n{p.describe()}"
+
+
+@pytest.fixture(scope="session")
+def scenario(stack, agent, proxied_agent, proxy):
     """The e2e suite's known socket table, verified against ss with the stack's and the
     agent's ports left out. `time_wait_wall` is when its TIME_WAIT sockets were made
     (time.time()), they vanish 60 s later."""
     sc = scenario_mod.Scenario()
     try:
         sc.build()
-        sc.verify(exclude_ports=(*stack.ports, agent.cfg.port))
+        sc.verify(exclude_ports=(*stack.ports, agent.cfg.port, proxied_agent.cfg.port))
         sc.time_wait_wall = time.time() - (time.monotonic() - sc.time_wait_created)
         yield sc
     finally:

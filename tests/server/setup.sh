@@ -4,6 +4,10 @@
 #     command-line interpreter (its built-in web server serves the frontend) and pgsql driver.
 #     PostgreSQL 15 itself comes with the image; the tests run their own private cluster.
 #     (The image's policy-rc.d keeps the packages from starting services.)
+#   - headless Chromium (renders the template dashboard to a PNG);
+#   - a cached Debian 13 (trixie) chroot with Zabbix 7.0's server, frontend, PostgreSQL and
+#     agents (ls_chroot, under /var/cache/linux-status-test; exports
+#     LINUX_STATUS_TRIXIE_SERVER_CHROOT) for tests/server/test_server70.py;
 #   - an en_US.UTF-8 locale, compiled with localedef into .cache/locale (the frontend's pages
 #     and charts refuse to render without it; the image has none). Pass it to PHP as LOCPATH.
 # Source it (it exports ZABBIX_LOCPATH) or run it; scripts/test calls it before tests/server.
@@ -15,7 +19,7 @@ mkdir -p "$LS_CACHE"
 
 zs_log() { printf '[tests/server/setup] %s\n' "$*" >&2; }
 
-zs_packages=(postgresql-15 zabbix-server-pgsql zabbix-frontend-php php8.2-cli php8.2-pgsql locales)
+zs_packages=(postgresql-15 zabbix-server-pgsql zabbix-frontend-php php8.2-cli php8.2-pgsql locales chromium)
 zs_missing=()
 for pkg in "${zs_packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || zs_missing+=("$pkg")
@@ -42,3 +46,13 @@ if [ ! -e "$ZABBIX_LOCPATH/en_US.UTF-8/LC_CTYPE" ]; then
 	[ -e "$ZABBIX_LOCPATH/en_US.UTF-8/LC_CTYPE" ] || { zs_log "localedef failed"; exit 1; }
 fi
 export ZABBIX_LOCPATH
+
+# Zabbix 7.0 server + frontend + PostgreSQL + agents of Debian 13, in a cached chroot (keyed by
+# this package list; built once, about two minutes). locales-all: the frontend's en_US.UTF-8.
+declare -F ls_chroot >/dev/null || source "$LS_ROOT/scripts/lib/chroot.sh"
+declare -F ls_apt_install >/dev/null || ls_apt_install() {
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+LINUX_STATUS_TRIXIE_SERVER_CHROOT=$(ls_chroot trixie zabbix-server-pgsql zabbix-frontend-php \
+	php-pgsql php-cli postgresql zabbix-agent zabbix-agent2 locales-all)
+export LINUX_STATUS_TRIXIE_SERVER_CHROOT

@@ -2,13 +2,14 @@
 
 - `PgCluster`: a private PostgreSQL cluster (initdb as `postgres` into a temporary folder,
   listening on 127.0.0.1 only, trust authentication). The Zabbix database (schema, images,
-  data) is loaded once and the stopped cluster's data folder is cached under
-  `.cache/zabbix-server-db/<zabbix version>-pg<major>/`; later runs copy it (about a second)
-  instead of loading data.sql again (about 15 s).
+  data) is loaded once and the stopped cluster's data folder is cached outside the clone,
+  under `/var/cache/linux-status-test/zabbix-server-db/bookworm-<zabbix version>-pg<major>/`;
+  later runs copy it (about a second) instead of loading data.sql again (about 15 s).
 - `ZabbixServer`: `zabbix_server -c CONF -f` against that database, with small Start* counts
   and CacheUpdateFrequency=1 (new items are polled within seconds).
 - `Frontend`: PHP's built-in web server over /usr/share/zabbix, with /etc/zabbix/zabbix.conf.php
-  written for this database (an existing file is backed up and restored on stop) and
+  written for this database (under `unshare --mount`, as scripts/test runs it, on a tmpfs only
+  the test's namespace sees; otherwise an existing file is backed up and restored on stop) and
   LOCPATH pointing at the en_US.UTF-8 locale compiled by tests/server/setup.sh.
 - `Api`: the JSON-RPC API (`user.login` as Admin). `WebSession`: a logged-in browser session
   (cookie jar) to fetch pages such as chart2.php.
@@ -40,6 +41,7 @@ from scenario import wait_until  # tests/e2e/scenario.py (conftest puts it on sy
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache"
+TEST_CACHE = Path(os.environ.get("LS_TEST_CACHE", "/var/cache/linux-status-test"))
 SCHEMA_DIR = Path("/usr/share/zabbix-server-pgsql")
 FRONTEND_DIR = Path("/usr/share/zabbix")
 FRONTEND_CONF = Path("/etc/zabbix/zabbix.conf.php")
@@ -78,6 +80,11 @@ def stop_process(proc: subprocess.Popen | None, name: str) -> int | None:
         raise AssertionError(f"{name} ignored SIGTERM for {STOP_TIMEOUT} s; killed")
 
 
+def private_mount_namespace() -> bool:
+    """True under `unshare --mount` (our mount namespace is not our parent's)."""
+    return os.readlink("/proc/self/ns/mnt") != os.readlink(f"/proc/{os.getppid()}/ns/mnt")
+
+
 def private_dir(prefix: str) -> Path:
     """A temporary folder that the `postgres` user can traverse (pytest's own tmp folders
     are mode 0700 and root's)."""
@@ -112,7 +119,8 @@ class PgCluster:
         self.started = False
         major = Path(pg_bin("initdb")).parts[-3]
         version = package_version("zabbix-server-pgsql").replace(":", "_").replace("+", "_")
-        self.cache = CACHE / "zabbix-server-db" / f"{version}-pg{major}" / "pgdata"
+        # Outside the clone (CI clones afresh), keyed by what the database holds.
+        self.cache = TEST_CACHE / "zabbix-server-db" / f"bookworm-{version}-pg{major}" / "pgdata"
 
     def _as_postgres(self, *cmd: str, timeout: float = 60.0, **kw) -> subprocess.CompletedProcess:
         proc = subprocess.run(
@@ -332,14 +340,20 @@ $IMAGE_FORMAT_DEFAULT = IMAGE_FORMAT_PNG;
         assert (self.locpath / "en_US.UTF-8" / "LC_CTYPE").is_file(), (
             f"no en_US.UTF-8 locale in {self.locpath}: run tests/server/setup.sh"
         )
-        if FRONTEND_CONF.exists() or FRONTEND_CONF.is_symlink():
-            self.backup = self.dir / "zabbix.conf.php.orig"
-            shutil.copy2(FRONTEND_CONF, self.backup, follow_symlinks=False)
         FRONTEND_CONF.parent.mkdir(parents=True, exist_ok=True)
+        if private_mount_namespace():
+            # Our own /etc/zabbix (a tmpfs only this namespace sees): a test running beside
+            # us on the same machine keeps its own frontend configuration.
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs",
+                            str(FRONTEND_CONF.parent)], check=True, timeout=30)
+        else:
+            if FRONTEND_CONF.exists() or FRONTEND_CONF.is_symlink():
+                self.backup = self.dir / "zabbix.conf.php.orig"
+                shutil.copy2(FRONTEND_CONF, self.backup, follow_symlinks=False)
+            self.wrote_conf = True
         FRONTEND_CONF.unlink(missing_ok=True)
         FRONTEND_CONF.write_text(self.conf_text)
         FRONTEND_CONF.chmod(0o644)
-        self.wrote_conf = True
         env = dict(os.environ, LOCPATH=str(self.locpath), LANG="C")
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
@@ -376,9 +390,12 @@ class ApiError(AssertionError):
 
 
 class Api:
-    """Zabbix JSON-RPC API (6.0: `auth` in the request body)."""
+    """Zabbix JSON-RPC API (6.0: `auth` in the request body; with `bearer`, as 7.0 wants
+    it: an `Authorization: Bearer` header)."""
 
-    def __init__(self, frontend: Frontend, activity: Activity, describe=lambda: "") -> None:
+    def __init__(self, frontend, activity: Activity, describe=lambda: "",
+                 bearer: bool = False) -> None:
+        self.bearer = bearer
         self.url = frontend.url + "api_jsonrpc.php"
         self.activity = activity
         self.describe = describe
@@ -388,12 +405,13 @@ class Api:
     def call(self, method: str, params) -> object:
         body = {"jsonrpc": "2.0", "method": method, "params": params, "id": self.next_id}
         self.next_id += 1
+        headers = {"Content-Type": "application/json-rpc"}
         if self.auth and method not in ("apiinfo.version", "user.login"):
-            body["auth"] = self.auth
-        req = urllib.request.Request(
-            self.url, data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json-rpc"},
-        )
+            if self.bearer:
+                headers["Authorization"] = f"Bearer {self.auth}"
+            else:
+                body["auth"] = self.auth
+        req = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers)
         start = time.time()
         try:
             with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT) as r:
