@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -18,6 +19,8 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+
+import scenario as scenario_mod
 
 HOSTNAME = "linux-status-e2e"
 START_TIMEOUT = 10.0
@@ -329,3 +332,28 @@ class Agent:
             self.proc.kill()
             self.proc.wait(timeout=STOP_TIMEOUT)
             raise AssertionError(f"zabbix_agentd ignored SIGTERM for {STOP_TIMEOUT} s")
+
+
+@contextlib.contextmanager
+def running_agent(agentd: str, get_bin: str, cfg: AgentConfig):
+    """A running zabbix_agentd with linux_status loaded, its pids recorded once every worker
+    is forked; on exit it must stop cleanly with no crash in its log."""
+    a = Agent(agentd, get_bin, cfg)
+    a.start()
+    # Wait until the agent has forked every worker (collector + StartAgents listeners)
+    # before taking the reference pid list.
+    scenario_mod.wait_until(
+        lambda: len(a.pids()[1]) == EXPECTED_WORKERS,
+        5.0,
+        f"zabbix_agentd to fork its {EXPECTED_WORKERS} workers",
+    )
+    time.sleep(0.1)
+    a.initial_pids = a.pids()
+    assert len(a.initial_pids[1]) == EXPECTED_WORKERS, a.initial_pids
+    try:
+        yield a
+    finally:
+        crash = a.crash_lines()
+        status = a.stop()
+        assert not crash, "agent log has crash lines:\n" + "\n".join(crash)
+        assert status == 0, f"zabbix_agentd exited {status} on SIGTERM\n{a.describe()}"

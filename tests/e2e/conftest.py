@@ -114,22 +114,5 @@ def agent_config(env, netns, agentd, tmp_path_factory) -> agent_mod.AgentConfig:
 @pytest.fixture(scope="session")
 def agent(env, agentd, scenario_session, agent_config):
     """A running zabbix_agentd with linux_status loaded; its pids are recorded at start."""
-    a = agent_mod.Agent(agentd, env.get, agent_config)
-    a.start()
-    # Wait until the agent has forked every worker (collector + StartAgents listeners)
-    # before taking the reference pid list.
-    scenario_mod.wait_until(
-        lambda: len(a.pids()[1]) == agent_mod.EXPECTED_WORKERS,
-        5.0,
-        f"zabbix_agentd to fork its {agent_mod.EXPECTED_WORKERS} workers",
-    )
-    time.sleep(0.1)
-    a.initial_pids = a.pids()
-    assert len(a.initial_pids[1]) == agent_mod.EXPECTED_WORKERS, a.initial_pids
-    try:
+    with agent_mod.running_agent(agentd, env.get, agent_config) as a:
         yield a
-    finally:
-        crash = a.crash_lines()
-        status = a.stop()
-        assert not crash, "agent log has crash lines:\n" + "\n".join(crash)
-        assert status == 0, f"zabbix_agentd exited {status} on SIGTERM\n{a.describe()}"

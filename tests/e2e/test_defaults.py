@@ -33,15 +33,8 @@ def defaults_config(env, netns, agentd, tmp_path_factory, agent_ports) -> ag.Age
 
 @pytest.fixture(scope="module")
 def defaults_agent(env, agentd, scenario_session, defaults_config):
-    a = ag.Agent(agentd, env.get, defaults_config)
-    a.start()
-    try:
+    with ag.running_agent(agentd, env.get, defaults_config) as a:
         yield a
-    finally:
-        crash = a.crash_lines()
-        status = a.stop()
-        assert not crash, "agent log has crash lines:\n" + "\n".join(crash)
-        assert status == 0, f"zabbix_agentd exited {status} on SIGTERM\n{a.describe()}"
 
 
 def test_no_configuration_anywhere(defaults_config):
