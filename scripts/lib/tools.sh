@@ -17,11 +17,13 @@ LS_CARGO_GENERATE_RPM_VERSION=0.21.1
 LS_CARGO_ZIGBUILD_VERSION=0.24.1
 LS_ZIGLANG_VERSION=0.13.0
 
-# ls_cargo_tool CRATE VERSION: cargo install --locked into $LS_TEST_CACHE/tools/CRATE-VERSION
-# (once) and puts its bin/ on PATH.
+# ls_cargo_tool CRATE VERSION: cargo install --locked --debug into
+# $LS_TEST_CACHE/tools/CRATE-VERSION-debug (once) and puts its bin/ on PATH. Debug builds: the
+# tools run for a second per package, and an unoptimised build takes about half the time of
+# a release one on a cold 2-core machine (the first CI run of a new machine builds all three).
 ls_cargo_tool() {
 	local crate=$1 version=$2
-	local dir="$LS_TEST_CACHE/tools/$crate-$version"
+	local dir="$LS_TEST_CACHE/tools/$crate-$version-debug"
 	mkdir -p "$LS_TEST_CACHE/tools"
 	if [ ! -f "$dir/.linux-status-ready" ]; then
 		(
@@ -31,7 +33,7 @@ ls_cargo_tool() {
 			rm -rf "$tmp"
 			printf '[setup] cargo install %s %s (once, a few minutes; cached in %s)\n' "$crate" "$version" "$dir" >&2
 			# A private CARGO_TARGET_DIR: the clone's target/ must not hold tool builds.
-			if ! CARGO_TARGET_DIR="$tmp.target" cargo install --quiet --locked --root "$tmp" \
+			if ! CARGO_TARGET_DIR="$tmp.target" cargo install --quiet --locked --debug --root "$tmp" \
 				--version "=$version" "$crate" >"$tmp.log" 2>&1; then
 				tail -30 "$tmp.log" >&2
 				exit 1

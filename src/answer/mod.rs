@@ -443,7 +443,7 @@ fn shared_state_counts(
     let lifetime = nanos(context.snapshot_lifetime);
     let budget = context.deadline.budget().unwrap_or(settings::timeout());
     let walk_states = if uses_netlink(context.backend) {
-        wanted
+        shared.walk_for(wanted, settings::shared_clock_nanos(), lifetime)
     } else {
         StateMask::ALL
     };

@@ -11,7 +11,8 @@
 //! expensive one: slot 0 holds the counts of every state (what a /proc scan, or a full
 //! netlink dump, gives); slot n (1..=11) holds a netlink dump of kernel state n alone (a
 //! LISTEN-only dump walks only the small listening hash). A single-state request uses the
-//! all-states slot when it is fresh, else its own.
+//! all-states slot when it is fresh, else its own; when other single states are being polled
+//! together it makes the all-states walk instead ([`SharedSnapshot::walk_for`]).
 //!
 //! # The protocol of one slot
 //!
@@ -98,6 +99,38 @@ impl SharedSnapshot {
             .iter()
             .find(|state| StateMask::only(**state) == states)
             .and_then(|state| self.slots.get(usize::from(state.kernel_number())))
+    }
+}
+
+impl SharedSnapshot {
+    /// The walk a netlink request for `wanted` should make. A LISTEN-only dump walks only the
+    /// small listening hash, so LISTEN is always dumped alone; any other single state walks
+    /// the whole established hash in the kernel, nearly what a dump of every state costs.
+    /// So a state is dumped alone (a lone TIME_WAIT item costs a TIME_WAIT dump), unless
+    /// another such state's slot is fresh or being refreshed: then per-state items are being
+    /// polled together, and one dump of every state (slot 0) serves them all instead of one
+    /// walk each.
+    pub fn walk_for(&self, wanted: StateMask, now: u64, lifetime: u64) -> StateMask {
+        let listen = StateMask::only(TcpState::Listen);
+        if wanted == StateMask::ALL || wanted == listen || self.slot(wanted).is_none() {
+            return wanted;
+        }
+        let together = TcpState::ALL.iter().any(|state| {
+            let mask = StateMask::only(*state);
+            mask != wanted
+                && mask != listen
+                && self.slot(mask).is_some_and(|slot| {
+                    !slot.unclaimed()
+                        || slot
+                            .read()
+                            .is_some_and(|(taken_at, _)| now.saturating_sub(taken_at) <= lifetime)
+                })
+        });
+        if together {
+            StateMask::ALL
+        } else {
+            wanted
+        }
     }
 }
 
@@ -364,6 +397,42 @@ mod tests {
         assert_ne!(listen, established);
         let two = StateMask::only(TcpState::Listen).union(StateMask::only(TcpState::Close));
         assert!(shared.slot(two).is_none());
+    }
+
+    #[test]
+    fn per_state_items_polled_together_share_one_dump_of_every_state() {
+        let shared = SharedSnapshot::new();
+        let (tw, est) = (
+            StateMask::only(TcpState::TimeWait),
+            StateMask::only(TcpState::Established),
+        );
+        let listen = StateMask::only(TcpState::Listen);
+        // Alone: each state its own dump.
+        assert_eq!(shared.walk_for(tw, 100, 10), tw);
+        assert_eq!(shared.walk_for(listen, 100, 10), listen);
+        // A fresh LISTEN slot says nothing about the others (LISTEN is dumped alone anyway).
+        shared.slot(listen).unwrap().publish(&uniform(1), 95);
+        assert_eq!(shared.walk_for(tw, 100, 10), tw);
+        // ESTABLISHED was just dumped (or is being dumped): TIME_WAIT joins a full dump.
+        shared.slot(est).unwrap().publish(&uniform(1), 95);
+        assert_eq!(shared.walk_for(tw, 100, 10), StateMask::ALL);
+        assert_eq!(
+            shared.walk_for(est, 100, 10),
+            est,
+            "its own fresh slot is no company"
+        );
+        assert_eq!(shared.walk_for(listen, 100, 10), listen);
+        assert_eq!(shared.walk_for(tw, 200, 10), tw, "expired: alone again");
+        let Lookup::Refresh(claim) = shared.slot(est).unwrap().lookup(300, 10, 50) else {
+            panic!("claim");
+        };
+        assert_eq!(
+            shared.walk_for(tw, 300, 10),
+            StateMask::ALL,
+            "a refresh under way"
+        );
+        shared.slot(est).unwrap().release(claim);
+        assert_eq!(shared.walk_for(StateMask::ALL, 300, 10), StateMask::ALL);
     }
 
     #[test]

@@ -6,14 +6,15 @@ module runs as installed: Backend=auto (netlink sock_diag, dumping only the stat
 for), SnapshotLifetime=1000 shared by the workers.
 
 - `zabbix_agentd -t`: a fresh process per key, so every state and tcp_summary are exact;
-- a running agent, through zabbix_get: each state is asked once (its own snapshot slot,
-  so the answer is a fresh dump), exact as with SnapshotLifetime=0;
+- a running agent, through zabbix_get: each state is asked once, more than the lifetime after
+  the previous one (so the answer is a fresh walk), exact as with SnapshotLifetime=0;
 - linux_status[info] and the init line in the agent log say what is in force.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -62,6 +63,9 @@ def test_summary_exact_in_test_mode(scenario, defaults_config, agentd, agent_por
 
 def test_every_state_exact_through_a_running_agent(scenario, defaults_agent, env, agent_ports):
     for state in sc.KERNEL_STATES:
+        # Past the default lifetime since the previous query: items polled together share a
+        # snapshot (up to 1 s old by design), a poll a second later gets a fresh walk.
+        time.sleep(1.1)
         key = f"linux_status[tcp_status,{state}]"
         before, _, result = bracketed(lambda: ag.zabbix_get(env.get, defaults_agent.cfg.port, key))
         own = QUERY_OWN_SOCKETS.get(state, 0)
