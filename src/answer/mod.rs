@@ -295,15 +295,22 @@ fn report_netlink_failure(error: &NetlinkError) {
         std::sync::atomic::AtomicBool::new(false);
     if error.is_refusal() {
         if settings::mark_netlink_refused(error.to_string()) {
-            eprintln!(
+            log(format_args!(
                 "linux_status: netlink sock_diag unavailable ({error}); using /proc/net/tcp and /proc/net/tcp6 instead"
-            );
+            ));
         }
     } else if !DUMP_FAILURE_SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
-        eprintln!(
+        log(format_args!(
             "linux_status: a netlink sock_diag dump failed ({error}); that request was answered from /proc/net/tcp and /proc/net/tcp6 (said once per process)"
-        );
+        ));
     }
+}
+
+/// One line on stderr, the agent's log; a closed or full stderr is ignored (`eprintln!`
+/// would panic there, and a log line is not worth an item).
+fn log(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// Checks, in the main process before the fork, which source answers, and returns the line
