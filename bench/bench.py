@@ -1143,10 +1143,14 @@ def render(results: list[dict], command: str, elapsed: float, info: dict[str, st
                  f"{results[0]['rounds'] if results else '?'} interleaved rounds (round-robin over "
                  "the methods, the starting method rotating), each timed inside one long-lived "
                  "process (bench/inproc): the module in-process through "
-                 "`linux_status::item::answer` with `SnapshotLifetime=0` (every call a real scan); "
-                 "agent rows are one Zabbix passive check each from a persistent client "
-                 "(connect, `ZBXD\\x01` request, reply, close) against agents with "
-                 "`SnapshotLifetime=0`. Ratios are to the floor of the same size.\n")
+                 "`linux_status::answer` with `SnapshotLifetime=0` (every call a real scan; "
+                 "`Backend=proc` unless the row says netlink); agent rows are one Zabbix passive "
+                 "check each from a persistent client (connect, `ZBXD\\x01` request, reply, "
+                 "close) against agents with `SnapshotLifetime=0` (`Backend=proc` unless the row "
+                 "says netlink), except the rows marked *shipped defaults*: an agent whose module "
+                 "has every setting at its default (`Backend=auto`, `SnapshotLifetime=1000`), "
+                 "each call more than the lifetime after the last of those rows. Ratios are to "
+                 "the floor of the same size.\n")
     header = "| method | " + " | ".join(fmt_size(r["size"]) + " sockets" for r in results) + " |"
     lines.append("## Time per request (median) and ratio to the floor\n")
     lines.append(header)

@@ -36,7 +36,7 @@ use linux_status::agent2::session::{self, Due, Ending, Handler, Limits};
 use linux_status::proc::ProcSources;
 use linux_status::settings::PROC_NET_DIR_VARIABLE;
 use linux_status::{
-    answer_in, parse_config as parse, Config, Context, Deadline, ItemValue, SharedSnapshot,
+    answer_in, parse_config as parse, Backend, Config, Context, Deadline, ItemValue, SharedSnapshot,
 };
 
 const NAME: &str = "LinuxStatus";
@@ -50,6 +50,9 @@ const METRICS: &[(&str, &str)] = &[(
 /// The plugin behind the protocol: the module's core with the agent's settings.
 struct Plugin {
     sources: ProcSources,
+    /// LINUX_STATUS_PROC_NET_DIR named the sources: the /proc backend is forced (netlink
+    /// cannot be pointed at files), as in the module.
+    sources_are_files: bool,
     /// The configuration from the configure request; an error is every export's answer.
     config: RwLock<Result<Config, String>>,
     /// One snapshot for all worker threads, so requests arriving together share a scan.
@@ -95,7 +98,11 @@ impl Handler for Plugin {
         let params: Vec<&[u8]> = params.iter().map(|param| param.as_bytes()).collect();
         let context = Context {
             sources: &self.sources,
-            backend: config.backend,
+            backend: if self.sources_are_files {
+                Backend::Proc
+            } else {
+                config.backend
+            },
             snapshot_lifetime: config.snapshot_lifetime,
             shared_snapshot: Some(self.shared),
             deadline: Deadline::after(due.budget),
@@ -162,11 +169,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let proc_net_dir = std::env::var_os(PROC_NET_DIR_VARIABLE).filter(|dir| !dir.is_empty());
     let plugin = Plugin {
-        sources: match std::env::var_os(PROC_NET_DIR_VARIABLE) {
-            Some(dir) if !dir.is_empty() => ProcSources::in_dir(Path::new(&dir)),
-            _ => ProcSources::system(),
+        sources: match &proc_net_dir {
+            Some(dir) => ProcSources::in_dir(Path::new(dir)),
+            None => ProcSources::system(),
         },
+        sources_are_files: proc_net_dir.is_some(),
         config: RwLock::new(Ok(Config::default())),
         shared: Box::leak(Box::default()),
     };
@@ -216,6 +225,7 @@ mod tests {
     fn plugin() -> Plugin {
         Plugin {
             sources: ProcSources::system(),
+            sources_are_files: false,
             config: RwLock::new(Ok(Config::default())),
             shared: Box::leak(Box::default()),
         }
