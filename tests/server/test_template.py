@@ -148,19 +148,22 @@ def hosts(env, stack, imported, agent, proxied_agent, proxy, scenario):
 
 
 @pytest.fixture(scope="module")
-def collected(stack, hosts, agent, proxied_agent, proxy, scenario, sampler):
+def counters_before(hosts):
+    """The namespace's listen-queue counters before the collection (every host's agent is in
+    this namespace): the rates cannot claim more events than the kernel counted after it."""
+    return time.time(), listen_counters()
+
+
+@pytest.fixture(scope="module")
+def collected(stack, hosts, agent, proxied_agent, proxy, scenario, sampler, counters_before):
     monitoring_ports = [stack.server.port, stack.proxy_port, agent.cfg.port,
                         proxied_agent.cfg.port]
 
     def describe():
         return f"\n{stack.describe()}\n{proxy.describe()}"
 
-    # The namespace's listen-queue counters before the collection (every host's agent is in
-    # this namespace): the rates cannot claim more events than the kernel counted after it.
-    counters_before = (time.time(), listen_counters())
     out = checks.collect(stack.api, hosts, sampler, stack.activity, scenario, monitoring_ports,
                          INTERVAL_S, COLLECT_TIMEOUT, describe)
-    out["counters_before"] = counters_before
     for h in hosts:
         print(f"\n[{h.name}: {h.template}] polls vs ss: {out[h.hostid][2].summary()}")
     print(f"[tests/server] {out['waited']:.0f} s of collection")
@@ -249,11 +252,11 @@ def listen_counters() -> dict[str, int]:
     raise AssertionError("no TcpExt lines in /proc/net/netstat")
 
 
-def test_listen_queue_rates(stack, hosts, collected):
+def test_listen_queue_rates(stack, hosts, collected, counters_before):
     """Each rate is "change per second" of an integer kernel counter: times the interval since
     the previous poll it is a whole, non-negative number of events, and a host's events after
     the collection began add up to no more than the namespace's counter grew by."""
-    since, before = collected["counters_before"]
+    since, before = counters_before
     after = listen_counters()
     for h in hosts:
         items, _, _ = collected[h.hostid]
