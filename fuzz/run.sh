@@ -107,6 +107,8 @@ seed_key_grammar() {
     emit 'listen_stats'
     emit 'tcp_ext\x00ListenOverflows'
     emit 'tcp_ext\x00NoSuchCounter'
+    emit 'info'
+    emit 'INFO\x00x'
     echo "$i"
 }
 
