@@ -8,13 +8,13 @@
 #   - a cached Debian 13 (trixie) chroot with Zabbix 7.0's server, frontend, PostgreSQL and
 #     agents (ls_chroot, under /var/cache/linux-status-test; exports
 #     LINUX_STATUS_TRIXIE_SERVER_CHROOT) for tests/server/test_server70.py;
-#   - an en_US.UTF-8 locale, compiled with localedef into .cache/locale (the frontend's pages
+#   - an en_US.UTF-8 locale, compiled with localedef into the test cache's setup/locale (the frontend's pages
 #     and charts refuse to render without it; the image has none). Pass it to PHP as LOCPATH.
 # Source it (it exports ZABBIX_LOCPATH) or run it; scripts/test calls it before tests/server.
 set -euo pipefail
 
 LS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-LS_CACHE="$LS_ROOT/.cache"
+LS_CACHE="${LS_TEST_CACHE:-/var/cache/linux-status-test}/setup"
 mkdir -p "$LS_CACHE"
 
 zs_log() { printf '[tests/server/setup] %s\n' "$*" >&2; }

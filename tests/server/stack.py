@@ -40,7 +40,6 @@ from pathlib import Path
 from scenario import wait_until  # tests/e2e/scenario.py (conftest puts it on sys.path)
 
 REPO = Path(__file__).resolve().parents[2]
-CACHE = REPO / ".cache"
 TEST_CACHE = Path(os.environ.get("LS_TEST_CACHE", "/var/cache/linux-status-test"))
 SCHEMA_DIR = Path("/usr/share/zabbix-server-pgsql")
 FRONTEND_DIR = Path("/usr/share/zabbix")
