@@ -2,7 +2,7 @@
 # Fuzz one target of linux_status for a bounded time, on the STABLE Rust toolchain.
 #
 #   fuzz/run.sh TARGET [SECONDS]   TARGET: proc_parser | key_grammar | netlink_reply |
-#                                  agent2_protocol | all (default 60 s)
+#                                  agent2_protocol | config_parser | all (default 60 s)
 #
 # How it works without nightly or cargo-fuzz: the libfuzzer-sys crate compiles LLVM's
 # libFuzzer from its bundled C++ sources (needs a C++ compiler), and rustc's stable codegen
@@ -24,11 +24,11 @@ FUZZ_DIR="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$FUZZ_DIR")"
 TARGET="${1:-}"
 SECONDS_PER_TARGET="${2:-60}"
-TARGETS=(proc_parser key_grammar netlink_reply agent2_protocol)
+TARGETS=(proc_parser key_grammar netlink_reply agent2_protocol config_parser)
 
-usage() { echo "usage: $0 {proc_parser|key_grammar|netlink_reply|agent2_protocol|all} [SECONDS]" >&2; exit 2; }
+usage() { echo "usage: $0 {proc_parser|key_grammar|netlink_reply|agent2_protocol|config_parser|all} [SECONDS]" >&2; exit 2; }
 case "$TARGET" in
-    proc_parser|key_grammar|netlink_reply|agent2_protocol) RUN=("$TARGET") ;;
+    proc_parser|key_grammar|netlink_reply|agent2_protocol|config_parser) RUN=("$TARGET") ;;
     all) RUN=("${TARGETS[@]}") ;;
     *) usage ;;
 esac
@@ -156,6 +156,30 @@ seed_agent2_protocol() {
     echo "$i"
 }
 
+# config_parser input: one byte (even: a module configuration file; odd: agent 2's JSON tree
+# for Plugins.LinuxStatus.*), then the text. Seeds: the shipped sample, each error kind, the
+# hostile values of issue 16 (NUL, ESC, BOM, invalid UTF-8, a long value), agent 2 trees.
+seed_config_parser() {
+    local dir="$1" i=0
+    emit() { printf "$1" >"$dir/seed-$i"; i=$((i + 1)); }
+    { printf '\x00'; cat "$ROOT/conf/linux_status.conf.sample"; } >"$dir/seed-sample"; i=$((i + 1))
+    emit '\x00Backend=netlink\nSnapshotLifetime=0\n'
+    emit '\x00# c\n  Backend = proc  \n\nSnapshotLifetime=60000'
+    emit '\x00Backend=ebpf\n'
+    emit '\x00SnapshotLifetime=60001\nSnapshotLifetime=+5\nSnapshotLifetime=-1'
+    emit '\x00Timeout=3\n'
+    emit '\x00Backend\n'
+    emit '\x00Backend=proc\x00\n'
+    emit '\x00Backend=\x1b[2Jproc\n'
+    emit '\x00\xef\xbb\xbfBackend=proc\n'
+    emit '\x00Backend=\xff\xfe\n'
+    { printf '\x00Backend='; head -c 20000 /dev/zero | tr '\0' A; } >"$dir/seed-long"; i=$((i + 1))
+    emit '\x01{"Name":"LinuxStatus","Nodes":[{"Name":"Backend","Nodes":[{"Value":"bmV0bGluaw==","Line":12}],"Line":12}]}'
+    emit '\x01{"Name":"LinuxStatus","Nodes":[{"Name":"SnapshotLifetime","Nodes":[{"Value":"MjUw","Line":3},{"Value":"LTE=","Line":4}],"Line":3},{"Name":"System","Nodes":[{"Name":"Path","Nodes":[{"Value":"L3g=","Line":1}],"Line":1}],"Line":1}]}'
+    emit '\x01{"Name":"LinuxStatus","Nodes":[{"Name":"Backend","Nodes":[{"Value":"cHJvYwA=","Line":99999999}],"Line":1}]}'
+    echo "$i"
+}
+
 failed=0
 for target in "${RUN[@]}"; do
     corpus="$FUZZ_DIR/corpus/$target"
@@ -168,6 +192,7 @@ for target in "${RUN[@]}"; do
     log "$target: ${SECONDS_PER_TARGET} s, $n seeds, corpus $(find "$corpus" -type f | wc -l) inputs"
     max_len=4096
     [[ $target == proc_parser ]] && max_len=16384
+    [[ $target == config_parser ]] && max_len=20480
     set +e
     # -timeout: one input taking > 10 s is a hang; the outer timeout is a last resort.
     timeout --signal=KILL "$((SECONDS_PER_TARGET + 120))" \

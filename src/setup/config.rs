@@ -5,12 +5,25 @@
 //! `LINUX_STATUS_CONFIG` must exist. A file that cannot be read, an unknown name or a bad
 //! value is an error naming the file (and line), and makes init fail, so the agent refuses to
 //! start exactly as it does for a mistake in its own configuration.
+//!
+//! Whatever sits at the path is opened without blocking and must be a regular file of at most
+//! `MAX_CONFIG_BYTES`: a FIFO would hang the agent's start-up (the open waits for a writer), a
+//! device such as /dev/zero would grow memory until the OOM killer, a directory or socket is
+//! a mistake; each is refused with a message naming what it is. Every value a message echoes
+//! goes through `model::text::quote` (bounded, escaped).
 
 use std::fmt;
 use std::fs;
-use std::io;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::model::text::{quote, quote_path};
+
+/// The largest configuration accepted, in bytes (a file, or the settings agent 2 sends without
+/// their blank lines): the two settings take a few dozen bytes, the commented sample 2 KiB.
+pub const MAX_CONFIG_BYTES: usize = 16 * 1024;
 
 /// Where the configuration is read from unless `CONFIG_PATH_VARIABLE` names another file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/zabbix/linux_status.conf";
@@ -95,47 +108,128 @@ pub fn config_path(override_path: Option<std::ffi::OsString>) -> ConfigPath {
 /// Reads the configuration; `Ok((config, false))` when the default file is absent (defaults).
 pub fn load(location: &ConfigPath) -> Result<(Config, bool), ConfigError> {
     let path = &location.path;
-    match fs::read(path) {
+    match read_bounded(path) {
         Ok(bytes) => parse(&bytes, path).map(|config| (config, true)),
-        Err(error) if error.kind() == io::ErrorKind::NotFound && !location.named => {
+        Err(Unreadable::Io(error)) if error.kind() == io::ErrorKind::NotFound && !location.named => {
             Ok((Config::default(), false))
         }
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Err(ConfigError(format!(
+        Err(Unreadable::Io(error)) if error.kind() == io::ErrorKind::NotFound => Err(ConfigError(format!(
             "linux_status: cannot read {} (named by {CONFIG_PATH_VARIABLE}): {error}; name an existing file, or unset {CONFIG_PATH_VARIABLE} to use {DEFAULT_CONFIG_PATH} when present",
-            path.display()
+            quote_path(path)
         ))),
-        Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {
+        Err(Unreadable::Io(error)) if error.kind() == io::ErrorKind::PermissionDenied => {
             Err(ConfigError(format!(
                 "linux_status: cannot read {}: {error}; the user the agent runs as (usually zabbix) must be able to read it, e.g. chown root:zabbix and chmod 640",
-                path.display()
+                quote_path(path)
             )))
         }
-        Err(error) => Err(ConfigError(format!(
+        Err(Unreadable::Io(error)) => Err(ConfigError(format!(
             "linux_status: cannot read {}: {error}",
-            path.display()
+            quote_path(path)
+        ))),
+        Err(Unreadable::NotAFile(what)) => Err(ConfigError(format!(
+            "linux_status: cannot read {}: it is {what}, not a regular file; name a configuration file",
+            quote_path(path)
+        ))),
+        Err(Unreadable::TooLarge) => Err(ConfigError(format!(
+            "linux_status: cannot read {}: larger than {MAX_CONFIG_BYTES} bytes, the limit for this file",
+            quote_path(path)
         ))),
     }
 }
 
+/// What the file is when it is not a regular file.
+fn not_a_file(kind: fs::FileType) -> Option<&'static str> {
+    if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if kind.is_char_device() {
+        Some("a character device")
+    } else if kind.is_block_device() {
+        Some("a block device")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+/// Why a configuration file was not read.
+enum Unreadable {
+    Io(io::Error),
+    /// What is at the path instead of a regular file ("a FIFO", "a directory", ...).
+    NotAFile(&'static str),
+    TooLarge,
+}
+
+/// The file's bytes, at most `MAX_CONFIG_BYTES`: opened without blocking (a FIFO's open would
+/// wait for a writer) and without becoming the controlling terminal, checked to be a regular
+/// file on the open descriptor (no race with a rename), then read up to one byte past the
+/// limit so a file that grows meanwhile is still refused, never read without bound.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, Unreadable> {
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path);
+    let file = match opened {
+        Ok(file) => file,
+        // A socket cannot be opened at all (ENXIO): name what is there rather than the errno.
+        Err(error) => match fs::metadata(path)
+            .ok()
+            .and_then(|m| not_a_file(m.file_type()))
+        {
+            Some(what) => return Err(Unreadable::NotAFile(what)),
+            None => return Err(Unreadable::Io(error)),
+        },
+    };
+    let kind = file.metadata().map_err(Unreadable::Io)?.file_type();
+    if let Some(what) = not_a_file(kind) {
+        return Err(Unreadable::NotAFile(what));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Unreadable::Io)?;
+    if bytes.len() > MAX_CONFIG_BYTES {
+        return Err(Unreadable::TooLarge);
+    }
+    Ok(bytes)
+}
+
 /// Parses configuration text; `path` only names the file in errors.
+/// Text beyond `MAX_CONFIG_BYTES` (blank lines not counted: agent 2's settings arrive on the
+/// lines of its own file) is refused.
 pub fn parse(bytes: &[u8], path: &Path) -> Result<Config, ConfigError> {
     let mut config = Config::default();
+    let mut text_bytes = 0usize;
     for (index, line) in bytes.split(|&b| b == b'\n').enumerate() {
         let fail = |problem: String| {
             ConfigError(format!(
                 "linux_status: {} line {}: {problem}",
-                path.display(),
+                quote_path(path),
                 index + 1
             ))
         };
+        text_bytes += line.len();
+        if text_bytes > MAX_CONFIG_BYTES {
+            return Err(fail(format!(
+                "the settings are larger than {MAX_CONFIG_BYTES} bytes, the limit"
+            )));
+        }
         let line = std::str::from_utf8(line)
-            .map_err(|_| fail("not valid UTF-8 text".to_owned()))?
+            .map_err(|_| fail(format!("not valid UTF-8 text: \"{}\"", quote(line))))?
             .trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let Some((name, value)) = line.split_once('=') else {
-            return Err(fail(format!("expected Name=Value, got \"{line}\"")));
+            return Err(fail(format!(
+                "expected Name=Value, got \"{}\"",
+                quote(line.as_bytes())
+            )));
         };
         let (name, value) = (name.trim(), value.trim());
         match name {
@@ -146,7 +240,8 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Config, ConfigError> {
                     "netlink" => Backend::Netlink,
                     _ => {
                         return Err(fail(format!(
-                            "Backend must be auto, proc or netlink, got \"{value}\""
+                            "Backend must be auto, proc or netlink, got \"{}\"",
+                            quote(value.as_bytes())
                         )))
                     }
                 }
@@ -158,14 +253,16 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Config, ConfigError> {
                     .filter(|ms| *ms <= MAX_SNAPSHOT_LIFETIME_MS)
                     .ok_or_else(|| {
                         fail(format!(
-                            "SnapshotLifetime must be milliseconds from 0 to {MAX_SNAPSHOT_LIFETIME_MS}, got \"{value}\""
+                            "SnapshotLifetime must be milliseconds from 0 to {MAX_SNAPSHOT_LIFETIME_MS}, got \"{}\"",
+                            quote(value.as_bytes())
                         ))
                     })?;
                 config.snapshot_lifetime = Duration::from_millis(milliseconds);
             }
             _ => {
                 return Err(fail(format!(
-                    "unknown parameter \"{name}\" (known: Backend, SnapshotLifetime)"
+                    "unknown parameter \"{}\" (known: Backend, SnapshotLifetime)",
+                    quote(name.as_bytes())
                 )))
             }
         }
@@ -260,6 +357,111 @@ mod tests {
         };
         let error = load(&directory).unwrap_err().0;
         assert!(error.contains("cannot read"), "{error}");
+    }
+
+    fn named(path: impl Into<PathBuf>) -> ConfigPath {
+        ConfigPath {
+            path: path.into(),
+            named: true,
+        }
+    }
+
+    #[test]
+    fn only_a_regular_file_is_read_and_nothing_blocks() {
+        let dir = std::env::temp_dir().join(format!("ls-config-kinds-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        // A FIFO with no writer: a blocking open would wait forever.
+        let fifo = dir.join("fifo");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let socket = dir.join("socket");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        for (path, what) in [
+            (fifo.clone(), "a FIFO (named pipe)"),
+            (PathBuf::from("/dev/zero"), "a character device"),
+            (PathBuf::from("/dev/urandom"), "a character device"),
+            (dir.clone(), "a directory"),
+            (socket.clone(), "a socket"),
+        ] {
+            let error = load(&named(&path)).unwrap_err().0;
+            assert_eq!(
+                error,
+                format!(
+                    "linux_status: cannot read {}: it is {what}, not a regular file; name a configuration file",
+                    path.display()
+                )
+            );
+        }
+        // A symbolic link is followed and its target checked.
+        let link = dir.join("link");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        assert!(load(&named(&link))
+            .unwrap_err()
+            .0
+            .contains("a character device"));
+        // At the limit it is read; one byte more is refused, naming the limit.
+        let big = dir.join("big.conf");
+        let mut text = "#".repeat(MAX_CONFIG_BYTES - 1);
+        text.push('\n');
+        fs::write(&big, &text).unwrap();
+        assert_eq!(load(&named(&big)), Ok((Config::default(), true)));
+        text.push('\n');
+        fs::write(&big, &text).unwrap();
+        let error = load(&named(&big)).unwrap_err().0;
+        assert!(
+            error.ends_with("larger than 16384 bytes, the limit for this file"),
+            "{error}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn echoed_values_are_bounded_and_escaped() {
+        let error = parse(b"Backend=proc\0", Path::new("f")).unwrap_err().0;
+        assert_eq!(
+            error,
+            r#"linux_status: f line 1: Backend must be auto, proc or netlink, got "proc\x00""#
+        );
+        let error = parse("\u{feff}Backend=proc".as_bytes(), Path::new("f"))
+            .unwrap_err()
+            .0;
+        assert!(
+            error.contains(r#"unknown parameter "\xef\xbb\xbfBackend""#),
+            "{error}"
+        );
+        let error = parse(b"Backend=\x1b[2J", Path::new("f")).unwrap_err().0;
+        assert!(error.ends_with(r#"got "\x1b[2J""#), "{error}");
+        let long = format!("Backend={}", "A".repeat(10_000));
+        let error = parse(long.as_bytes(), Path::new("f")).unwrap_err().0;
+        assert!(error.len() < 200, "{error}");
+        assert!(error.ends_with("...(10000 bytes)\""), "{error}");
+        let error = parse(b"Backend=\xff\xfe", Path::new("f")).unwrap_err().0;
+        assert!(
+            error.ends_with(r#"not valid UTF-8 text: "Backend=\xff\xfe""#),
+            "{error}"
+        );
+        // Settings text past the limit, blank lines not counted (agent 2 pads to line numbers).
+        let padded = format!("{}Backend=proc\n", "\n".repeat(100_000));
+        assert_eq!(
+            parse(padded.as_bytes(), Path::new("f")).unwrap().backend,
+            Backend::Proc
+        );
+        let huge = format!("#{}\nBackend=proc", "x".repeat(MAX_CONFIG_BYTES));
+        let error = parse(huge.as_bytes(), Path::new("f")).unwrap_err().0;
+        assert_eq!(
+            error,
+            "linux_status: f line 1: the settings are larger than 16384 bytes, the limit"
+        );
+        // A path is quoted too.
+        let error = parse(b"x", Path::new("/tmp/a\nb")).unwrap_err().0;
+        assert!(
+            error.starts_with(r"linux_status: /tmp/a\x0ab line 1:"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -137,6 +137,26 @@ def write_config(
     return cfg
 
 
+AS_NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+
+
+def staged_for_nobody(module: Path, directory: Path) -> Path:
+    """A copy of `module` in `directory` (made world-readable), for an agent run as `nobody`:
+    the built module may lie under a folder only root can enter (a clone under a mode-700
+    folder), so such tests never load it from where it was built. Fails, naming the path,
+    when `nobody` cannot reach the agent binaries or their libraries either."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o755)
+    staged = directory / module.name
+    staged.write_bytes(module.read_bytes())
+    staged.chmod(0o644)
+    for needed in (staged, *os.environ.get("LD_LIBRARY_PATH", "").split(":")):
+        if needed and Path(needed).exists():
+            reached = subprocess.run([*AS_NOBODY, "test", "-r", str(needed)], timeout=10)
+            assert reached.returncode == 0, f"the user nobody cannot read {needed}"
+    return staged
+
+
 def agent_env(cfg: AgentConfig) -> dict[str, str]:
     """The agent's environment: ours, minus the module's test-only /proc override, plus
     the module configuration of `cfg`."""

@@ -5,8 +5,10 @@
 - when netlink is refused (here: an LD_PRELOAD shim that makes socket(AF_NETLINK,
   NETLINK_SOCK_DIAG) fail with EACCES, as SELinux does without netlink_tcpdiag_socket), the
   default backend (auto) says so once and answers from /proc, exactly; a dump the kernel
-  reports as failed (the shim rewrites NLMSG_DONE to -ENOENT, or sets NLM_F_DUMP_INTR) is
-  answered from /proc too, never as zeros; `Backend=netlink` turns both into errors;
+  reports as failed (the shim rewrites NLMSG_DONE to -ENOENT or -ENOBUFS, or sets
+  NLM_F_DUMP_INTR) is answered from /proc too, never as zeros; `Backend=netlink` turns both
+  into errors; the fallback rule's two branches (for the process, for the request) each have
+  a test;
 - `SnapshotLifetime` makes every worker reuse one scan for that long (a snapshot shared
   through memory mapped before the fork), and 0 disables reuse;
 - a bad configuration file makes the agent refuse to start, naming the file, line and
@@ -16,6 +18,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -34,13 +38,17 @@ SHIM_SOURCE = r"""
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <unistd.h>
 #include <linux/netlink.h>
 
 /* LS_SHIM selects how sock_diag misbehaves; every other socket is untouched.
  *   refuse       socket() fails with EACCES, as SELinux does without netlink_tcpdiag_socket;
  *   done-enoent  every dump ends with NLMSG_DONE carrying -ENOENT (tcp_diag not loadable);
+ *   done-enobufs every dump ends with NLMSG_DONE carrying -ENOBUFS (a transient failure);
+ *   done-enobufs-first  only the first dump of each process ends with -ENOBUFS;
  *   dump-intr    every datagram carries NLM_F_DUMP_INTR (the table changed mid-dump). */
 static int diag_fds[64];
+static pid_t failed_in;
 
 static const char *mode(void)
 {
@@ -77,14 +85,22 @@ ssize_t recv(int fd, void *buf, size_t len, int flags)
 	ssize_t n = real_recv(fd, buf, len, flags);
 	if (n <= 0 || fd < 0 || fd >= 64 || !diag_fds[fd] || (size_t)n > len)
 		return n;
-	int enoent = strcmp(mode(), "done-enoent") == 0;
+	int error = 0;
+	if (strcmp(mode(), "done-enoent") == 0)
+		error = ENOENT;
+	else if (strcmp(mode(), "done-enobufs") == 0)
+		error = ENOBUFS;
+	else if (strcmp(mode(), "done-enobufs-first") == 0 && failed_in != getpid())
+		error = ENOBUFS;
 	int intr = strcmp(mode(), "dump-intr") == 0;
 	size_t left = (size_t)n;
 	for (struct nlmsghdr *h = buf; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
 		if (intr)
 			h->nlmsg_flags |= NLM_F_DUMP_INTR;
-		if (enoent && h->nlmsg_type == NLMSG_DONE && h->nlmsg_len >= NLMSG_LENGTH(sizeof(int)))
-			*(int *)NLMSG_DATA(h) = -ENOENT;
+		if (error && h->nlmsg_type == NLMSG_DONE && h->nlmsg_len >= NLMSG_LENGTH(sizeof(int))) {
+			*(int *)NLMSG_DATA(h) = -error;
+			failed_in = getpid();
+		}
 	}
 	return n;
 }
@@ -262,6 +278,71 @@ def test_a_failed_dump_with_backend_netlink_is_an_error(
         assert "Backend=netlink allows no fallback" in result.message, result.raw
 
 
+# The fallback rule (README, Backend): an answer that means sock_diag cannot serve here (the
+# socket refused, or the kernel's ENOENT, EOPNOTSUPP, EPROTONOSUPPORT, EAFNOSUPPORT, EACCES,
+# EPERM) moves Backend=auto to /proc for the rest of the process; any other failed dump is
+# answered from /proc for that request only, and the next request asks netlink again.
+
+def test_the_fallback_rule_not_here_is_for_the_rest_of_the_process(
+    scenario, agentd, env, tmp_path, shim, agent_ports
+):
+    cfg = config(tmp_path, env, "rule-enoent", "SnapshotLifetime=0\n")
+    environment = shimmed(cfg, shim, "done-enoent")
+    agent = ag.Agent(agentd, env.get, cfg)
+    agent_ports.append(cfg.port)
+    start_with_env(agent, environment)
+    try:
+        for _ in range(4):
+            # Not ESTABLISHED: zabbix_get's own connection is one more there.
+            for state in ("LISTEN", "CLOSE_WAIT"):
+                result = ag.zabbix_get(env.get, cfg.port, f"linux_status[tcp_status,{state}]")
+                assert result.value == str(sc.count_states(sc.ss_sockets())[state]), result.raw
+        info = json.loads(ag.zabbix_get(env.get, cfg.port, "linux_status[info]").value)
+        assert info["backend_in_use"] == "proc", info
+        assert "No such file or directory" in info["fallback_reason"], info
+        text = agent.log_text() + agent.stdout_path.read_text(errors="replace")
+        assert text.count(FALLBACK_MESSAGE) == 1, text[-3000:]
+        assert DUMP_FAILED_MESSAGE not in text, text[-3000:]
+    finally:
+        agent.stop()
+
+
+def test_the_fallback_rule_a_transient_failure_is_for_that_request_only(
+    scenario, agentd, env, tmp_path, shim, agent_ports
+):
+    # Every dump fails: each answer is /proc's, exact, and the process stays on netlink.
+    cfg = config(tmp_path, env, "rule-enobufs", "SnapshotLifetime=0\n")
+    environment = shimmed(cfg, shim, "done-enobufs")
+    for state in ("LISTEN", "ESTABLISHED", "TIME_WAIT"):
+        result, output, ss_counts = exact_under(
+            agentd, cfg, environment, f"linux_status[tcp_status,{state}]"
+        )
+        assert result.uint() == ss_counts[state], (state, result.raw, output)
+        assert "No buffer space available" in output, output
+        assert FALLBACK_MESSAGE not in output, output
+    # Only the first dump of each process fails: the start-up probe says so, every answer is
+    # exact, and netlink stays in use (a refusal would have moved the agent to /proc).
+    cfg = config(tmp_path, env, "rule-enobufs-first", "SnapshotLifetime=0\n")
+    environment = shimmed(cfg, shim, "done-enobufs-first")
+    agent = ag.Agent(agentd, env.get, cfg)
+    agent_ports.append(cfg.port)
+    start_with_env(agent, environment)
+    try:
+        for _ in range(6):
+            # Not ESTABLISHED: zabbix_get's own connection is one more there.
+            for state in ("LISTEN", "CLOSE_WAIT"):
+                result = ag.zabbix_get(env.get, cfg.port, f"linux_status[tcp_status,{state}]")
+                assert result.value == str(sc.count_states(sc.ss_sockets())[state]), result.raw
+        for _ in range(4):
+            info = json.loads(ag.zabbix_get(env.get, cfg.port, "linux_status[info]").value)
+            assert (info["backend_in_use"], info["fallback_reason"]) == ("netlink", None), info
+        text = agent.log_text() + agent.stdout_path.read_text(errors="replace")
+        assert "the start-up probe failed once" in text, text[-3000:]
+        assert FALLBACK_MESSAGE not in text, text[-3000:]
+    finally:
+        agent.stop()
+
+
 def start_with_env(agent: ag.Agent, environment: dict[str, str]) -> None:
     """Agent.start with an extra environment (the LD_PRELOAD shim)."""
     original = ag.agent_env
@@ -369,7 +450,101 @@ def test_a_named_configuration_that_does_not_exist_stops_the_agent(agentd, env, 
             "No such file or directory") in output, output
 
 
-def test_an_unreadable_configuration_names_the_agent_user(agentd, env):
+# Each path kind that is not a regular file, made by the test; the agent must stop at once
+# naming what it is (a FIFO used to hang start-up forever, /dev/zero to grow until OOM).
+def _make_fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def _make_socket(path: Path) -> Path:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    _LISTENERS.append(listener)
+    return path
+
+
+_LISTENERS: list[socket.socket] = []
+NOT_A_FILE = {
+    "fifo": (_make_fifo, "a FIFO (named pipe)"),
+    "dev-zero": (lambda _: Path("/dev/zero"), "a character device"),
+    "dev-urandom": (lambda _: Path("/dev/urandom"), "a character device"),
+    "directory": (lambda path: (path.mkdir(), path)[1], "a directory"),
+    "socket": (_make_socket, "a socket"),
+}
+
+
+@pytest.mark.parametrize("kind", NOT_A_FILE)
+def test_a_configuration_path_that_is_not_a_file_stops_the_agent_at_once(
+    kind, agentd, env, tmp_path
+):
+    cfg = config(tmp_path, env, f"kind-{kind}", "")
+    cfg.module_config.unlink()
+    make, what = NOT_A_FILE[kind]
+    path = make(tmp_path / f"kind-{kind}" / "not-a-file")
+    environment = {**ag.agent_env(cfg), "LINUX_STATUS_CONFIG": str(path)}
+    started = time.monotonic()
+    # Bounded: a blocking open of the FIFO would never return (the timeout fails the test).
+    proc = subprocess.run([agentd, "-c", str(cfg.path), "-t", "linux_status[version]"],
+                          capture_output=True, text=True, timeout=20, env=environment)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert (f"linux_status: cannot read {path}: it is {what}, not a regular file; "
+            "name a configuration file") in output, output
+    assert time.monotonic() - started < 10, "start-up must not wait on the path"
+    assert len(output) < 4096, "no runaway output"
+
+
+def test_an_oversized_configuration_is_refused_naming_the_limit(agentd, env, tmp_path):
+    cfg = config(tmp_path, env, "oversized", "")
+    cfg.module_config.write_text("#" + "x" * (16 * 1024) + "\nBackend=proc\n")
+    proc = subprocess.run([agentd, "-c", str(cfg.path), "-t", "linux_status[version]"],
+                          capture_output=True, text=True, timeout=20, env=ag.agent_env(cfg))
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert (f"linux_status: cannot read {cfg.module_config}: larger than 16384 bytes, "
+            "the limit for this file") in output, output
+
+
+@pytest.mark.parametrize(
+    "value,shown",
+    [
+        (b"Backend=proc\0", r'got "proc\x00"'),
+        (b"Backend=\x1b[2Jproc", r'got "\x1b[2Jproc"'),
+        (b"\xef\xbb\xbfBackend=proc", r'unknown parameter "\xef\xbb\xbfBackend"'),
+        (b"Backend=" + b"A" * 15000, 'got "' + "A" * 64 + '...(15000 bytes)"'),
+    ],
+    ids=["nul", "escape", "bom", "long"],
+)
+def test_echoed_configuration_values_are_bounded_and_escaped(value, shown, agentd, env, tmp_path):
+    cfg = config(tmp_path, env, "echo", "")
+    cfg.module_config.write_bytes(value + b"\n")
+    proc = subprocess.run([agentd, "-c", str(cfg.path), "-t", "linux_status[version]"],
+                          capture_output=True, timeout=20, env=ag.agent_env(cfg))
+    output = (proc.stdout + proc.stderr).decode("utf-8", errors="replace")
+    assert proc.returncode != 0, output
+    assert f"linux_status: {cfg.module_config} line 1: " in output, output
+    assert shown in output, output
+    raw = proc.stdout + proc.stderr
+    assert b"\x00" not in raw and b"\x1b" not in raw and b"\xef\xbb\xbf" not in raw, raw[-500:]
+    assert len(raw) < 4096, len(raw)
+
+
+@pytest.fixture(params=["built", "under-a-mode-700-folder"])
+def module_at(request, env, tmp_path) -> Path:
+    """The module where the build left it, or a copy under a folder only root may enter (a
+    clone under `mkdir -m 700`): tests that run the agent as another user pass from both."""
+    if request.param == "built":
+        return env.so
+    private = tmp_path / "private"
+    (private / "clone").mkdir(parents=True)
+    private.chmod(0o700)
+    copy = private / "clone" / env.so.name
+    copy.write_bytes(env.so.read_bytes())
+    return copy
+
+
+def test_an_unreadable_configuration_names_the_agent_user(agentd, env, module_at):
     """The module reads its file after the agent dropped root: a file the agent's user cannot
     read stops init with the file, the OS error and who must be able to read it. Run as
     `nobody` (what `User=zabbix` is on a packaged agent)."""
@@ -379,13 +554,13 @@ def test_an_unreadable_configuration_names_the_agent_user(agentd, env):
     directory = Path(tempfile.mkdtemp(prefix="linux-status-perm-"))
     try:
         directory.chmod(0o755)
-        cfg = ag.write_config(directory, env.so, ag.free_port(avoid=sc.SCENARIO_PORTS),
+        module = ag.staged_for_nobody(module_at, directory / "module")
+        cfg = ag.write_config(directory, module, ag.free_port(avoid=sc.SCENARIO_PORTS),
                               module_settings="Backend=auto\n")
         cfg.path.chmod(0o644)
         cfg.module_config.chmod(0o600)
         proc = subprocess.run(
-            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-             agentd, "-c", str(cfg.path), "-t", "linux_status[version]"],
+            [*ag.AS_NOBODY, agentd, "-c", str(cfg.path), "-t", "linux_status[version]"],
             capture_output=True, text=True, timeout=30, env=ag.agent_env(cfg),
         )
         output = proc.stdout + proc.stderr
@@ -397,7 +572,7 @@ def test_an_unreadable_configuration_names_the_agent_user(agentd, env):
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def test_netlink_works_for_an_unprivileged_agent_user(scenario, agentd, env):
+def test_netlink_works_for_an_unprivileged_agent_user(scenario, agentd, env, module_at):
     """The agent's own user (here `nobody`, as `zabbix` is on a packaged agent) may dump
     TCP sockets through sock_diag: the shipped default does not need root."""
     import shutil
@@ -406,11 +581,12 @@ def test_netlink_works_for_an_unprivileged_agent_user(scenario, agentd, env):
     directory = Path(tempfile.mkdtemp(prefix="linux-status-user-"))
     try:
         directory.chmod(0o755)
-        cfg = ag.write_config(directory, env.so, ag.free_port(avoid=sc.SCENARIO_PORTS),
+        module = ag.staged_for_nobody(module_at, directory / "module")
+        cfg = ag.write_config(directory, module, ag.free_port(avoid=sc.SCENARIO_PORTS),
                               module_settings="SnapshotLifetime=0\n")
         for path in (cfg.path, cfg.module_config):
             path.chmod(0o644)
-        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        as_nobody = ag.AS_NOBODY
         key = "linux_status[info]"
         proc = subprocess.run([*as_nobody, agentd, "-c", str(cfg.path), "-t", key],
                               capture_output=True, text=True, timeout=30, env=ag.agent_env(cfg))

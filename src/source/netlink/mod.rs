@@ -98,11 +98,31 @@ pub enum NetlinkError {
     TimedOut,
 }
 
+/// Kernel answers that mean "sock_diag cannot serve this here", not "try again": no handler
+/// for the protocol (ENOENT: `tcp_diag`/`udp_diag` not built or not loadable), a family or
+/// request the kernel does not support, or a security module refusing the request.
+pub const NOT_HERE_ERRNOS: [i32; 6] = [
+    libc::ENOENT,
+    libc::EOPNOTSUPP,
+    libc::EPROTONOSUPPORT,
+    libc::EAFNOSUPPORT,
+    libc::EACCES,
+    libc::EPERM,
+];
+
 impl NetlinkError {
-    /// True when netlink will not work in this process at all (so it stops trying), false
-    /// for a dump that failed once.
+    /// The fallback rule (README, "Backend"): true when netlink will not work in this process
+    /// at all, so `Backend=auto` answers from /proc for the rest of the process: the socket
+    /// cannot be opened or set up, or the kernel answers with one of `NOT_HERE_ERRNOS`.
+    /// False for a dump that failed this once (any other kernel errno such as ENOBUFS or
+    /// ENOMEM, an interrupted dump, a receive error, a malformed reply, a time-out): that
+    /// request is answered from /proc and the next one asks netlink again.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, NetlinkError::Refused(_) | NetlinkError::Kernel(_))
+        match self {
+            NetlinkError::Refused(_) => true,
+            NetlinkError::Kernel(code) => NOT_HERE_ERRNOS.contains(code),
+            _ => false,
+        }
     }
 }
 
@@ -435,6 +455,10 @@ mod tests {
         let refused = NetlinkError::Refused(io::Error::from_raw_os_error(13));
         assert!(refused.is_refusal());
         assert!(NetlinkError::Kernel(2).is_refusal());
+        assert!(NetlinkError::Kernel(libc::EACCES).is_refusal());
+        assert!(!NetlinkError::Kernel(libc::ENOBUFS).is_refusal());
+        assert!(!NetlinkError::Kernel(libc::ENOMEM).is_refusal());
+        assert!(!NetlinkError::Kernel(libc::EINTR).is_refusal());
         assert!(!NetlinkError::Interrupted.is_refusal());
         assert!(!NetlinkError::Malformed("x").is_refusal());
         assert!(!NetlinkError::TimedOut.is_refusal());

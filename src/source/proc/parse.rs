@@ -177,21 +177,7 @@ impl std::error::Error for ParseError {}
 const EXCERPT_BYTES: usize = 80;
 
 fn excerpt(line: &[u8]) -> String {
-    let shown = &line[..line.len().min(EXCERPT_BYTES)];
-    let mut text: String = shown
-        .iter()
-        .map(|&b| {
-            if b.is_ascii_graphic() || b == b' ' {
-                char::from(b)
-            } else {
-                '?'
-            }
-        })
-        .collect();
-    if line.len() > EXCERPT_BYTES {
-        text.push_str("...");
-    }
-    text
+    crate::model::text::quote_within(line, EXCERPT_BYTES)
 }
 
 /// Incremental parser state for one file.
@@ -676,7 +662,7 @@ mod tests {
         let error = states(Family::V4, &text).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "line 2: slot column is not \"<number>:\": \"??junk ??\""
+            r#"line 2: slot column is not "<number>:": "\x01\x7fjunk \xc3\xa9""#
         );
     }
 
