@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -283,28 +284,43 @@ def test_a_failed_dump_with_backend_netlink_is_an_error(
 # EPERM) moves Backend=auto to /proc for the rest of the process; any other failed dump is
 # answered from /proc for that request only, and the next request asks netlink again.
 
+@contextlib.contextmanager
+def shimmed_agent(agentd, env, cfg, shim, mode, agent_ports):
+    """A running agent under the shim; yields it and its log text (read after the body)."""
+    agent = ag.Agent(agentd, env.get, cfg)
+    agent_ports.append(cfg.port)
+    start_with_env(agent, shimmed(cfg, shim, mode))
+    try:
+        yield agent
+    finally:
+        agent.stop()
+
+
+def assert_counts_exact(env, cfg, rounds: int) -> None:
+    """Per-state answers of the running agent equal ss (not ESTABLISHED: zabbix_get's own
+    connection is one more there)."""
+    for _ in range(rounds):
+        for state in ("LISTEN", "CLOSE_WAIT"):
+            result = ag.zabbix_get(env.get, cfg.port, f"linux_status[tcp_status,{state}]")
+            assert result.value == str(sc.count_states(sc.ss_sockets())[state]), result.raw
+
+
+def agent_output(agent) -> str:
+    return agent.log_text() + agent.stdout_path.read_text(errors="replace")
+
+
 def test_the_fallback_rule_not_here_is_for_the_rest_of_the_process(
     scenario, agentd, env, tmp_path, shim, agent_ports
 ):
     cfg = config(tmp_path, env, "rule-enoent", "SnapshotLifetime=0\n")
-    environment = shimmed(cfg, shim, "done-enoent")
-    agent = ag.Agent(agentd, env.get, cfg)
-    agent_ports.append(cfg.port)
-    start_with_env(agent, environment)
-    try:
-        for _ in range(4):
-            # Not ESTABLISHED: zabbix_get's own connection is one more there.
-            for state in ("LISTEN", "CLOSE_WAIT"):
-                result = ag.zabbix_get(env.get, cfg.port, f"linux_status[tcp_status,{state}]")
-                assert result.value == str(sc.count_states(sc.ss_sockets())[state]), result.raw
+    with shimmed_agent(agentd, env, cfg, shim, "done-enoent", agent_ports) as agent:
+        assert_counts_exact(env, cfg, 4)
         info = json.loads(ag.zabbix_get(env.get, cfg.port, "linux_status[info]").value)
         assert info["backend_in_use"] == "proc", info
         assert "No such file or directory" in info["fallback_reason"], info
-        text = agent.log_text() + agent.stdout_path.read_text(errors="replace")
+        text = agent_output(agent)
         assert text.count(FALLBACK_MESSAGE) == 1, text[-3000:]
         assert DUMP_FAILED_MESSAGE not in text, text[-3000:]
-    finally:
-        agent.stop()
 
 
 def test_the_fallback_rule_a_transient_failure_is_for_that_request_only(
@@ -323,24 +339,14 @@ def test_the_fallback_rule_a_transient_failure_is_for_that_request_only(
     # Only the first dump of each process fails: the start-up probe says so, every answer is
     # exact, and netlink stays in use (a refusal would have moved the agent to /proc).
     cfg = config(tmp_path, env, "rule-enobufs-first", "SnapshotLifetime=0\n")
-    environment = shimmed(cfg, shim, "done-enobufs-first")
-    agent = ag.Agent(agentd, env.get, cfg)
-    agent_ports.append(cfg.port)
-    start_with_env(agent, environment)
-    try:
-        for _ in range(6):
-            # Not ESTABLISHED: zabbix_get's own connection is one more there.
-            for state in ("LISTEN", "CLOSE_WAIT"):
-                result = ag.zabbix_get(env.get, cfg.port, f"linux_status[tcp_status,{state}]")
-                assert result.value == str(sc.count_states(sc.ss_sockets())[state]), result.raw
+    with shimmed_agent(agentd, env, cfg, shim, "done-enobufs-first", agent_ports) as agent:
+        assert_counts_exact(env, cfg, 6)
         for _ in range(4):
             info = json.loads(ag.zabbix_get(env.get, cfg.port, "linux_status[info]").value)
             assert (info["backend_in_use"], info["fallback_reason"]) == ("netlink", None), info
-        text = agent.log_text() + agent.stdout_path.read_text(errors="replace")
+        text = agent_output(agent)
         assert "the start-up probe failed once" in text, text[-3000:]
         assert FALLBACK_MESSAGE not in text, text[-3000:]
-    finally:
-        agent.stop()
 
 
 def start_with_env(agent: ag.Agent, environment: dict[str, str]) -> None:
