@@ -154,7 +154,7 @@ ls_arm64_sysroot_fill() {
 	# are left to what the agents themselves depend on: libc6, libgcc-s1 ...).
 	pkgs=$(apt-get "${ls_arm64_apt_base[@]}" -o APT::Architecture=arm64 -o APT::Architectures::=arm64 \
 		-s install --no-install-recommends "${ls_arm64_sysroot_pkgs[@]}" 2>/dev/null |
-		awk '$1 == "Inst" { v = $3; gsub(/[()\[\]]/, "", v); print $2 ":arm64=" v }')
+		awk '$1 == "Inst" && match($0, /\[(arm64|all)\]/) { v = $3; sub(/^\(/, "", v); print $2 ":" substr($0, RSTART + 1, RLENGTH - 2) "=" v }')
 	[ -n "$pkgs" ] || { ls_arm64_log "apt resolved no packages for ${ls_arm64_sysroot_pkgs[*]}:arm64"; return 1; }
 	ls_arm64_log "unpacking Debian's arm64 ${ls_arm64_sysroot_pkgs[*]} and $(($(printf '%s\n' "$pkgs" | wc -l) - ${#ls_arm64_sysroot_pkgs[@]})) dependencies into $LS_ARM64_SYSROOT (once)"
 	# shellcheck disable=SC2086
