@@ -43,8 +43,8 @@ mod ffi;
 /// Answering a request: with the process's settings ([`answer()`]) or an explicit context.
 pub use answer::snapshot::SharedSnapshot;
 pub use answer::{
-    answer, answer_in, count_states, execute, init, probe_backend, Context, ItemValue,
-    MODULE_API_VERSION,
+    answer, answer_in, count_states, execute, init, probe_auto_fallback, probe_backend, Context,
+    ItemValue, MODULE_API_VERSION,
 };
 pub use model::deadline::Deadline;
 pub use model::state::{StateCounts, TcpState};

@@ -313,6 +313,34 @@ fn log(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+/// One netlink dump of the LISTEN sockets (a handful), bounded by a second: does netlink
+/// answer in this process?
+fn listen_probe() -> Result<(), NetlinkError> {
+    let mut buffer = vec![0u8; 64 * 1024];
+    netlink::dump(
+        StateMask::only(crate::model::state::TcpState::Listen),
+        Deadline::after(Duration::from_secs(1)),
+        &mut buffer,
+        |_| {},
+    )
+}
+
+/// The agent 2 plugin's start-up probe, once its configuration names the backend: under
+/// `Backend=auto` a refused netlink is recorded (and said once, as a request would) before
+/// any request, so `linux_status[info]` names the source in use from the first answer, as
+/// the module's probe at init does. A dump that fails otherwise changes nothing: each
+/// request tries netlink again. Other backends probe nothing.
+pub fn probe_auto_fallback(backend: Backend) {
+    if backend != Backend::Auto || settings::netlink_refused().is_some() {
+        return;
+    }
+    if let Err(error) = listen_probe() {
+        if error.is_refusal() {
+            report_netlink_failure(&error);
+        }
+    }
+}
+
 /// Checks, in the main process before the fork, which source answers, and returns the line
 /// init logs: the backend, the source in use (and why, after a fallback), the snapshot
 /// lifetime and the configuration file.
@@ -321,14 +349,7 @@ pub fn probe_backend() -> String {
     let backend = settings.backend();
     let mut source = String::new();
     if backend != Backend::Proc {
-        let mut buffer = vec![0u8; 64 * 1024];
-        let probe = netlink::dump(
-            StateMask::only(crate::model::state::TcpState::Listen),
-            Deadline::after(Duration::from_secs(1)),
-            &mut buffer,
-            |_| {},
-        );
-        match probe {
+        match listen_probe() {
             Ok(()) => source.push_str("answering from netlink sock_diag"),
             Err(error) if backend == Backend::Auto && !error.is_refusal() => {
                 source = format!(

@@ -36,7 +36,8 @@ use linux_status::agent2::session::{self, Due, Ending, Handler, Limits};
 use linux_status::proc::ProcSources;
 use linux_status::settings::PROC_NET_DIR_VARIABLE;
 use linux_status::{
-    answer_in, parse_config as parse, Backend, Config, Context, Deadline, ItemValue, SharedSnapshot,
+    answer_in, parse_config as parse, probe_auto_fallback, Backend, Config, Context, Deadline,
+    ItemValue, SharedSnapshot,
 };
 
 const NAME: &str = "LinuxStatus";
@@ -79,6 +80,11 @@ impl Handler for Plugin {
     fn configure(&self, config_text: &str) -> Result<(), String> {
         let parsed = parse_config(config_text);
         let result = parsed.as_ref().map(drop).map_err(Clone::clone);
+        // The agent configures the plugin when it starts it, before any request: the moment
+        // the module's probe at init corresponds to (files as sources force /proc).
+        if let (Ok(config), false) = (&parsed, self.sources_are_files) {
+            probe_auto_fallback(config.backend);
+        }
         if let Ok(mut config) = self.config.write() {
             *config = parsed;
         }
