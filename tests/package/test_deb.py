@@ -60,8 +60,8 @@ def conffiles(system: sysmod.System) -> set[str]:
 def includes_naming(system: sysmod.System, needle: str) -> list[str]:
     """Files an agent includes (`*.conf` in its include folders) that mention `needle`."""
     hits = []
-    for folder in ("/etc/zabbix/zabbix_agentd.conf.d", "/etc/zabbix/zabbix_agent2.d",
-                   "/etc/zabbix/zabbix_agent2.d/plugins.d"):
+    for folder in ("/etc/zabbix/zabbix_agentd.conf.d", "/etc/zabbix/zabbix_agentd.d",
+                   "/etc/zabbix/zabbix_agent2.d", "/etc/zabbix/zabbix_agent2.d/plugins.d"):
         d = system.path(folder)
         if d.is_dir():
             for conf in sorted(d.glob("*.conf")):
@@ -221,7 +221,7 @@ def test_bookworm_life_cycle(env, meta, scenario, tmp_path):
         leftovers = system.run(
             "sh", "-c", "ls -d /etc/zabbix/*linux_status* /etc/zabbix/*/*linux_status* "
             "/etc/zabbix/*/*/*linux_status* /usr/share/linux-status /usr/share/doc/linux-status "
-            "2>/dev/null || true").stdout.split()
+            "/var/lib/linux-status 2>/dev/null || true").stdout.split()
         assert leftovers == [], leftovers
         stop(start_agentd(system, with_module=False))
         check_agent2(system, meta, installed=False)

@@ -21,10 +21,13 @@ import pytest
 
 import system as sysmod
 from conftest import ROOT
+from test_layouts import assert_loaded_once, assert_not_loaded, start_agentd_once
 
 SNIPPET = "/etc/zabbix/zabbix_agentd.d/linux_status.conf"
 MODULE_CONF = "/etc/zabbix/linux_status.conf"
 SO = "/usr/lib64/zabbix/modules/liblinux_status.so"
+# Where %post links the snippet on a system whose agent reads Debian's folder.
+DEBIAN_LINK = "/etc/zabbix/zabbix_agentd.conf.d/linux_status.conf"
 
 
 def rpm(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -55,11 +58,15 @@ def test_rpm_metadata(env, meta):
     assert config == meta.rpm_config
     assert all("n" in flags[f] for f in config), flags
     assert SNIPPET in config and MODULE_CONF in config
-    # One scriptlet: %postun removes the package's empty folders on erase. Install, upgrade
-    # and erase of the files are their own %config semantics: nothing else runs.
+    # Three scriptlets: %post links the snippet into the folder the agent's configuration
+    # includes when that is not zabbix_agentd.d/, %preun removes that link on erase, %postun
+    # removes the package's empty folders on erase. The files themselves follow %config.
     scripts = rpm("-qp", "--scripts", str(env.rpm)).stdout
-    postun = (ROOT / "packaging/rpm/postun.sh").read_text()
-    assert scripts.rstrip("\n") == f"postuninstall scriptlet (using /bin/sh):\n{postun}".rstrip("\n"), scripts
+    want = "\n".join(
+        f"{label} scriptlet (using /bin/sh):\n{(ROOT / 'packaging/rpm' / name).read_text()}"
+        for label, name in (("postinstall", "post.sh"), ("preuninstall", "preun.sh"),
+                            ("postuninstall", "postun.sh")))
+    assert scripts.rstrip("\n") == want.rstrip("\n"), scripts
     # Dependencies: the C library at glibc 2.17 at most, and rpm features old rpms have.
     requires = query(env.rpm, "--requires")
     glibc = [tuple(map(int, v.split("."))) for r in requires for v in re.findall(r"GLIBC_([0-9.]+)", r)]
@@ -71,11 +78,11 @@ def test_rpm_metadata(env, meta):
 
 
 @pytest.fixture()
-def rpm_root(env):
+def rpm_system(env):
     with sysmod.System(env.bookworm, "rpm-root") as system:
         assert not system.exists("/var/lib/rpm")
         rpm("--root", str(system.root), "--dbpath", "/var/lib/rpm", "--initdb")
-        yield system.root
+        yield system
 
 
 def in_root(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -84,20 +91,28 @@ def in_root(root: Path, *args: str, check: bool = True) -> subprocess.CompletedP
 
 def confs_naming(root: Path, needle: str) -> list[str]:
     hits = []
-    for folder in ("etc/zabbix/zabbix_agentd.d", "etc/zabbix/zabbix_agent2.d/plugins.d"):
+    for folder in ("etc/zabbix/zabbix_agentd.d", "etc/zabbix/zabbix_agentd.conf.d",
+                   "etc/zabbix/zabbix_agent2.d/plugins.d"):
         d = root / folder
         if d.is_dir():
             hits += [str(p) for p in d.glob("*.conf") if needle in p.read_text()]
     return hits
 
 
-def test_rpm_install_upgrade_erase(env, meta, rpm_root):
-    root = rpm_root
-    in_root(root, "-i", "--nodeps", str(env.rpm))
+def test_rpm_install_upgrade_erase(env, meta, rpm_system, scenario):
+    system = rpm_system
+    root = system.root
+    install = in_root(root, "-i", "--nodeps", str(env.rpm))
     assert in_root(root, "-q", "linux-status").stdout.strip() == f"linux-status-{meta.version}-1.x86_64"
     for dest in meta.rpm_assets:
         assert (root / dest.lstrip("/")).is_file(), dest
     assert (root / SNIPPET.lstrip("/")).read_text().strip().endswith(f"LoadModule={SO}")
+    # This root's agent is Debian's, reading zabbix_agentd.conf.d/ only: %post linked the
+    # snippet there, and that agent loads the .rpm's module once and answers.
+    link = root / DEBIAN_LINK.lstrip("/")
+    assert link.is_symlink() and os.readlink(link) == SNIPPET, install.stdout + install.stderr
+    assert_loaded_once(system, so=SO)
+    start_agentd_once(system, so=SO)
     verify = in_root(root, "-V", "--nodeps", "linux-status", check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
@@ -126,6 +141,8 @@ def test_rpm_install_upgrade_erase(env, meta, rpm_root):
               "/usr/share/licenses/linux-status"):
         assert not (root / d.lstrip("/")).exists(), f"folder {d} left after rpm -e"
     assert confs_naming(root, "LoadModule") == [] and confs_naming(root, "linux_status") == []
+    assert not link.is_symlink(), "rpm -e left the link %post made"
+    assert_not_loaded(system)
     saved = sorted(str(p.relative_to(root)) for p in root.glob("etc/zabbix/**/*.rpmsave"))
     assert saved == ["etc/zabbix/linux_status.conf.rpmsave",
                      "etc/zabbix/zabbix_agentd.d/linux_status.conf.rpmsave"], saved
