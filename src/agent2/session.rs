@@ -22,7 +22,7 @@
 //!
 //! Unexpected input: an unknown message type or a malformed body (inside a well-framed
 //! frame) is logged to the agent and skipped. A frame header that cannot be followed (a
-//! payload type other than JSON, a length over [`frame::MAX_INCOMING`]) means the stream
+//! payload type other than JSON, a length over [`frame::MAX_SKIPPED`]) means the stream
 //! has lost its frame boundaries. The session's service ends there, visibly: the error is
 //! logged to the agent (and on stderr, which the agent logs too), and from then on every
 //! export request is answered with that error, so every item of the plugin turns
@@ -259,6 +259,27 @@ where
         let body = match frames.next_frame() {
             Ok(body) => body,
             Err(ReadError::Closed) => return Ending::Closed,
+            Err(ReadError::Oversized { len, prefix }) => {
+                sender.log(
+                    Severity::Warning,
+                    &format!(
+                        "linux_status: skipped a {}",
+                        frame::HeaderError::TooLong(len)
+                    ),
+                );
+                // An export request still gets its answer: the agent would wait for it.
+                if let Some((id, message::EXPORT_REQUEST)) = message::peek_id_and_type(&prefix) {
+                    let error = format!(
+                        "The request is {len} bytes, more than the {} bytes linux_status accepts from agent 2.",
+                        frame::MAX_INCOMING
+                    );
+                    sender.send(&Response::Export {
+                        id,
+                        result: Err(lost.as_deref().unwrap_or(&error)),
+                    });
+                }
+                continue;
+            }
             Err(error @ ReadError::Header(_)) => {
                 // The frame boundaries are lost: the service ends, visibly (module doc).
                 if lost.is_none() {
@@ -769,6 +790,25 @@ mod tests {
         let mut agent = Agent::start(Limits::default());
         agent.send(r#"{"id":1,"type":6,"key":"linux_status","parameters":["ok"]}"#);
         assert_eq!(agent.receive()["value"], "linux_status:ok");
+        // A frame an agent could send (a 1 MiB parameter) is skipped and answered.
+        let len = frame::MAX_INCOMING + 1;
+        let mut body = br#"{"id":41,"type":6,"key":"linux_status","parameters":[""#.to_vec();
+        body.resize(len - 3, b'0');
+        body.extend_from_slice(br#""]}"#);
+        let mut big = vec![1, 0, 0, 0];
+        big.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        big.extend_from_slice(&body);
+        agent.stream.write_all(&big).unwrap();
+        assert!(agent.receive()["message"]
+            .as_str()
+            .unwrap()
+            .contains("skipped a frame of"));
+        let answer = agent.receive();
+        assert_eq!(answer["id"], 41);
+        assert!(answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("more than the 1048576 bytes"));
         // 4 GiB announced and nothing sent: the answer comes at once, not after 4 GiB.
         agent
             .stream
