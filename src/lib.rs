@@ -67,8 +67,12 @@ pub mod proc {
 
 /// What a front end that is its own process needs of the OS.
 pub mod os {
+    pub use crate::sys::peer::{effective_uid, peer_credentials, PeerCredentials};
     pub use crate::sys::signals::ignore_stop_signals;
 }
+
+/// The one quoting helper for any value a message echoes.
+pub use model::text::quote;
 
 /// The netlink sock_diag reply parser (for its fuzz target).
 pub mod netlink {

@@ -8,8 +8,11 @@
 //! of 15 answers of 0.3 to 8 MB reached agent 2 6.0.14 whole (the kernel hands the reader
 //! what the writer keeps appending), and Zabbix's own plugins write answers of any size, so
 //! [`MAX_OUTGOING`] only bounds a runaway answer. On our side nothing is assumed about read
-//! sizes: [`FrameReader`] loops, and bounds what it holds in memory ([`MAX_INCOMING`]); a
-//! longer frame is skipped in fixed-size chunks, so a hostile length costs no memory.
+//! sizes: [`FrameReader`] loops, and bounds what it holds in memory ([`MAX_INCOMING`]). A
+//! header announcing a longer payload (or another payload type) is refused as it is read,
+//! before any of its payload: the agent never sends one, so the stream has lost its frame
+//! boundaries, and skipping up to 4 GiB in the hope of finding them again would leave every
+//! request behind it unanswered meanwhile. The session ends there instead.
 
 use std::fmt;
 use std::io::{self, Read};
@@ -20,7 +23,12 @@ pub const JSON_TYPE: u32 = 1;
 /// The largest payload read into memory. The agent's requests are small (a key with its
 /// parameters, or the plugin's configuration section); 1 MiB leaves room for hostile keys.
 pub const MAX_INCOMING: usize = 1 << 20;
-/// How much of an oversized payload is kept: enough for `{"id":4294967295,"type":6,`.
+/// The longest payload skipped rather than taken for a desync. Real agents forward any key
+/// a passive check carries (a 1 MiB parameter makes a frame over [`MAX_INCOMING`]; 16 MiB
+/// keys were measured passing agent 2), so such a frame is skipped in 8 KiB chunks and its
+/// request answered; a longer length is a desync at once (not 4 GiB skipped).
+pub const MAX_SKIPPED: usize = 64 << 20;
+/// How much of a skipped payload is kept: enough for `{"id":4294967295,"type":6,`.
 pub const OVERSIZED_PREFIX: usize = 64;
 /// The largest frame written: a `tcp_summary` or `listen_stats` of about 4,000 listening
 /// ports, a `listen_discovery` of 50,000.
@@ -32,7 +40,8 @@ pub enum HeaderError {
     /// A payload type other than JSON: the stream is not the protocol (or lost sync), and
     /// nothing after it can be trusted.
     UnknownType(u32),
-    /// A payload longer than [`MAX_INCOMING`]; it can be skipped, the stream stays usable.
+    /// A payload longer than [`MAX_INCOMING`]: like an unknown type, a desynchronised
+    /// stream (or a hostile peer), refused before its payload is read.
     TooLong(u32),
 }
 
@@ -89,10 +98,10 @@ pub enum ReadError {
     Closed,
     /// The connection ended inside a frame.
     Truncated,
-    /// A frame was refused; after `TooLong` its payload has been skipped.
+    /// A header was refused; nothing of its payload has been read.
     Header(HeaderError),
-    /// A payload longer than [`MAX_INCOMING`], skipped; its first bytes are kept so that
-    /// the request can still be answered (its `id` comes first in the agent's JSON).
+    /// A payload longer than [`MAX_INCOMING`] but within [`MAX_SKIPPED`], skipped; its
+    /// first bytes are kept so the request can still be answered (`id` comes first).
     Oversized {
         len: u32,
         prefix: Vec<u8>,
@@ -114,10 +123,21 @@ impl fmt::Display for ReadError {
     }
 }
 
+/// What [`FrameReader::resync`] looks for: a JSON frame header, then the start of every
+/// body the agent writes (`{"id":`, Go's field order). Go's JSON encoder escapes control
+/// bytes inside strings, so the header's NULs cannot occur inside a body.
+const SYNC_PREFIX: [u8; 4] = [1, 0, 0, 0];
+const SYNC_BODY: &[u8] = br#"{"id":"#;
+const SYNC_LEN: usize = HEADER_LEN + 6;
+/// How much [`FrameReader::resync`] reads at a time (and so holds, with a pattern's length).
+pub const RESYNC_CHUNK: usize = 8192;
+
 /// Reads frames from a byte stream, reusing one payload buffer.
 pub struct FrameReader<R> {
     inner: R,
     payload: Vec<u8>,
+    /// Bytes read by [`FrameReader::resync`] past the point it stopped at, read first.
+    pending: Vec<u8>,
 }
 
 impl<R: Read> FrameReader<R> {
@@ -125,22 +145,77 @@ impl<R: Read> FrameReader<R> {
         FrameReader {
             inner,
             payload: Vec::new(),
+            pending: Vec::new(),
         }
+    }
+
+    /// After a refused header: discards bytes up to the next place that looks like the start
+    /// of an agent's frame (a JSON header with an acceptable length, then `{"id":`), so the
+    /// next [`FrameReader::next_frame`] starts there. Holds at most [`RESYNC_CHUNK`] plus a
+    /// pattern's length. A false match only costs frames: the caller still has to decode it.
+    pub fn resync(&mut self) -> Result<(), ReadError> {
+        loop {
+            let found = self.pending.windows(SYNC_LEN).position(|window| {
+                window[..4] == SYNC_PREFIX
+                    && window[HEADER_LEN..] == *SYNC_BODY
+                    && u32::from_le_bytes([window[4], window[5], window[6], window[7]]) as usize
+                        <= MAX_INCOMING
+            });
+            if let Some(at) = found {
+                self.pending.drain(..at);
+                return Ok(());
+            }
+            let keep = self.pending.len().min(SYNC_LEN - 1);
+            self.pending.drain(..self.pending.len() - keep);
+            let mut chunk = [0u8; RESYNC_CHUNK];
+            let got = loop {
+                match self.inner.read(&mut chunk) {
+                    Ok(n) => break n,
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Err(error) => return Err(ReadError::Io(error)),
+                }
+            };
+            if got == 0 {
+                return Err(ReadError::Closed);
+            }
+            self.pending.extend_from_slice(&chunk[..got]);
+        }
+    }
+
+    fn skip(&mut self, mut left: u64) -> Result<(), ReadError> {
+        let mut chunk = [0u8; 8192];
+        while left > 0 {
+            let want = usize::try_from(left.min(chunk.len() as u64)).unwrap_or(chunk.len());
+            let got = self.fill(&mut chunk[..want])?;
+            if got < want {
+                return Err(ReadError::Truncated);
+            }
+            left -= got as u64;
+        }
+        Ok(())
+    }
+
+    /// Fills `buffer` from the pending bytes, then from the stream; the bytes read.
+    fn fill(&mut self, buffer: &mut [u8]) -> Result<usize, ReadError> {
+        let from_pending = self.pending.len().min(buffer.len());
+        buffer[..from_pending].copy_from_slice(&self.pending[..from_pending]);
+        self.pending.drain(..from_pending);
+        Ok(from_pending + fill(&mut self.inner, &mut buffer[from_pending..])?)
     }
 
     /// The next frame's payload (valid until the next call).
     pub fn next_frame(&mut self) -> Result<&[u8], ReadError> {
         let mut header = [0u8; HEADER_LEN];
-        match fill(&mut self.inner, &mut header)? {
+        match self.fill(&mut header)? {
             0 => return Err(ReadError::Closed),
             HEADER_LEN => {}
             _ => return Err(ReadError::Truncated),
         }
         let len = match decode_header(&header) {
             Ok(len) => len,
-            Err(HeaderError::TooLong(len)) => {
+            Err(HeaderError::TooLong(len)) if len as usize <= MAX_SKIPPED => {
                 let mut prefix = vec![0u8; OVERSIZED_PREFIX];
-                if fill(&mut self.inner, &mut prefix)? < OVERSIZED_PREFIX {
+                if self.fill(&mut prefix)? < OVERSIZED_PREFIX {
                     return Err(ReadError::Truncated);
                 }
                 self.skip(u64::from(len) - OVERSIZED_PREFIX as u64)?;
@@ -150,7 +225,10 @@ impl<R: Read> FrameReader<R> {
         };
         self.payload.clear();
         self.payload.resize(len, 0);
-        if fill(&mut self.inner, &mut self.payload)? != len {
+        let mut payload = std::mem::take(&mut self.payload);
+        let filled = self.fill(&mut payload);
+        self.payload = payload;
+        if filled? != len {
             return Err(ReadError::Truncated);
         }
         // A burst of large frames must not pin their memory for the process's life.
@@ -158,19 +236,6 @@ impl<R: Read> FrameReader<R> {
             self.payload.shrink_to(64 * 1024);
         }
         Ok(&self.payload)
-    }
-
-    fn skip(&mut self, mut left: u64) -> Result<(), ReadError> {
-        let mut chunk = [0u8; 8192];
-        while left > 0 {
-            let want = usize::try_from(left.min(chunk.len() as u64)).unwrap_or(chunk.len());
-            let got = fill(&mut self.inner, &mut chunk[..want])?;
-            if got < want {
-                return Err(ReadError::Truncated);
-            }
-            left -= got as u64;
-        }
-        Ok(())
     }
 }
 
@@ -265,8 +330,78 @@ mod tests {
         }
     }
 
+    /// Counts what is read from it, to prove nothing after a refused header is.
+    struct Counting<'a> {
+        data: &'a [u8],
+        read: usize,
+    }
+
+    impl Read for Counting<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.data.len() - self.read);
+            buf[..n].copy_from_slice(&self.data[self.read..self.read + n]);
+            self.read += n;
+            Ok(n)
+        }
+    }
+
     #[test]
-    fn an_oversized_frame_is_skipped_and_the_next_one_read() {
+    fn an_oversized_length_is_a_desync_at_once() {
+        for len in [MAX_SKIPPED as u32 + 1, u32::MAX] {
+            let mut stream = vec![1, 0, 0, 0];
+            stream.extend_from_slice(&len.to_le_bytes());
+            stream.resize(stream.len() + 3 * 8192, b'z');
+            stream.extend(encode(b"after").unwrap());
+            let mut reader = FrameReader::new(Counting {
+                data: &stream,
+                read: 0,
+            });
+            match reader.next_frame() {
+                Err(ReadError::Header(HeaderError::TooLong(got))) => assert_eq!(got, len),
+                other => panic!("{other:?}"),
+            }
+            // Not one byte of the announced payload was read (or held).
+            assert_eq!(reader.inner.read, HEADER_LEN);
+            assert_eq!(reader.payload.capacity(), 0);
+        }
+        // The largest accepted payload is still read whole.
+        let mut stream = encode(&vec![b'y'; MAX_INCOMING]).unwrap_or_else(|| {
+            let mut frame = vec![1, 0, 0, 0];
+            frame.extend_from_slice(&(MAX_INCOMING as u32).to_le_bytes());
+            frame.resize(HEADER_LEN + MAX_INCOMING, b'y');
+            frame
+        });
+        stream.truncate(HEADER_LEN + MAX_INCOMING);
+        let mut reader = FrameReader::new(&stream[..]);
+        assert_eq!(reader.next_frame().unwrap().len(), MAX_INCOMING);
+    }
+
+    #[test]
+    fn resync_finds_the_next_frame_of_the_agent() {
+        let next = encode(br#"{"id":9,"type":6}"#).unwrap();
+        // Garbage with near misses: a header with a too-long length before `{"id":`, a
+        // header without a body, then the real frame past a chunk boundary.
+        let mut stream = vec![b'x'; RESYNC_CHUNK - 3];
+        stream.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0x20, 0]);
+        stream.extend_from_slice(br#"{"id":1}"#);
+        stream.extend_from_slice(&[1, 0, 0, 0, 5, 0, 0, 0, b'{', b'}']);
+        stream.extend_from_slice(&next);
+        stream.extend(encode(b"after").unwrap());
+        for step in [1, 7, 5000, usize::MAX] {
+            let mut reader = FrameReader::new(Trickle {
+                data: &stream,
+                step,
+            });
+            reader.resync().unwrap();
+            assert_eq!(reader.next_frame().unwrap(), br#"{"id":9,"type":6}"#);
+            assert_eq!(reader.next_frame().unwrap(), b"after");
+            assert!(reader.pending.capacity() <= 2 * RESYNC_CHUNK + SYNC_LEN);
+            assert!(matches!(reader.resync(), Err(ReadError::Closed)));
+        }
+    }
+
+    #[test]
+    fn a_frame_an_agent_could_send_is_skipped_and_the_next_one_read() {
         let len = MAX_INCOMING + 3;
         let mut stream = vec![1, 0, 0, 0];
         stream.extend_from_slice(&(len as u32).to_le_bytes());
@@ -287,9 +422,27 @@ mod tests {
     }
 
     #[test]
-    fn a_hostile_length_with_no_payload_is_truncation_not_allocation() {
+    fn an_unknown_type_is_a_desync_at_once() {
+        let stream = [2, 0, 0, 0, 4, 0, 0, 0, b'{', b'}', b' ', b' '];
+        let mut reader = FrameReader::new(Counting {
+            data: &stream,
+            read: 0,
+        });
+        assert!(matches!(
+            reader.next_frame(),
+            Err(ReadError::Header(HeaderError::UnknownType(2)))
+        ));
+        assert_eq!(reader.inner.read, HEADER_LEN);
+    }
+
+    #[test]
+    fn a_hostile_length_with_no_payload_is_refused_not_allocated() {
         let stream = [1, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f];
         let mut reader = FrameReader::new(&stream[..]);
-        assert!(matches!(reader.next_frame(), Err(ReadError::Truncated)));
+        assert!(matches!(
+            reader.next_frame(),
+            Err(ReadError::Header(HeaderError::TooLong(0x7fff_ffff)))
+        ));
+        assert_eq!(reader.payload.capacity(), 0);
     }
 }

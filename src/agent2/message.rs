@@ -11,9 +11,24 @@
 //! Decoding never fails on a field it does not know (newer agents add some, e.g. the
 //! export request's `timeout` came with 6.4), and fails with a message on a body that is
 //! not a JSON object with a numeric `type`.
+//!
+//! An export request's parameters are capped while they are decoded ([`MAX_PARAMETERS`],
+//! [`MAX_PARAMETER_BYTES`]): a 1 MiB frame of `["",...]` would otherwise become some
+//! 240,000 `String`s (5.6 MiB). Past a cap the rest are read and dropped, and the request
+//! becomes [`Request::ExportRefused`], answered with the reason. [`decoded_bytes`] is what
+//! a decoded request costs in memory, which the session's queue budget counts.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+
+/// The most parameters an export request may have. A Zabbix item key is at most 2048
+/// bytes (the server's limit), so no key the server sends has more than 1024.
+pub const MAX_PARAMETERS: usize = 1024;
+/// The longest parameter accepted: twice the longest key the server sends.
+pub const MAX_PARAMETER_BYTES: usize = 4096;
 
 pub const LOG: u32 = 1;
 pub const REGISTER_REQUEST: u32 = 2;
@@ -70,6 +85,11 @@ pub enum Request {
         /// Seconds the agent waits for this answer (sent since protocol 6.4).
         timeout: Option<u64>,
     },
+    /// An export request past a cap on its parameters: answered with `error`, not run.
+    ExportRefused {
+        id: u32,
+        error: String,
+    },
     /// A type this plugin has no use for, kept so the session can say what it ignored.
     Other {
         id: u32,
@@ -110,9 +130,110 @@ struct ExportBody {
     #[serde(default)]
     key: String,
     #[serde(default)]
-    parameters: Option<Vec<String>>,
+    parameters: Option<Parameters>,
     #[serde(default)]
     timeout: Option<u64>,
+}
+
+/// The parameters as decoded under the caps: the list, or the first cap passed.
+#[derive(Default)]
+struct Parameters {
+    list: Vec<String>,
+    refused: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Parameters {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(BoundedList)
+    }
+}
+
+struct BoundedList;
+
+impl<'de> Visitor<'de> for BoundedList {
+    type Value = Parameters;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of strings")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Parameters, A::Error> {
+        let mut parameters = Parameters::default();
+        let mut count = 0usize;
+        loop {
+            if parameters.refused.is_some() {
+                // Past a cap: the rest is read (any JSON) and dropped, only counted.
+                match seq.next_element::<IgnoredAny>()? {
+                    Some(_) => count += 1,
+                    None => break,
+                }
+                continue;
+            }
+            let Some(parameter) = seq.next_element::<BoundedString>()? else {
+                break;
+            };
+            count += 1;
+            match parameter.0 {
+                Ok(text) if count <= MAX_PARAMETERS => parameters.list.push(text),
+                Ok(_) => {
+                    parameters.list = Vec::new();
+                    parameters.refused = Some(String::new());
+                }
+                Err(len) => {
+                    parameters.list = Vec::new();
+                    parameters.refused = Some(format!(
+                        "Parameter {count} is {len} bytes, more than the {MAX_PARAMETER_BYTES} bytes linux_status accepts in one parameter from agent 2."
+                    ));
+                }
+            }
+        }
+        if parameters.refused.as_deref() == Some("") {
+            parameters.refused = Some(format!(
+                "The request has {count} parameters, more than the {MAX_PARAMETERS} linux_status accepts from agent 2."
+            ));
+        }
+        Ok(parameters)
+    }
+}
+
+/// A string parameter, or the length of one longer than [`MAX_PARAMETER_BYTES`] (whose
+/// bytes are not kept).
+struct BoundedString(Result<String, usize>);
+
+impl<'de> Deserialize<'de> for BoundedString {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl Visitor<'_> for Text {
+            type Value = BoundedString;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<BoundedString, E> {
+                Ok(BoundedString(if text.len() > MAX_PARAMETER_BYTES {
+                    Err(text.len())
+                } else {
+                    Ok(text.to_owned())
+                }))
+            }
+        }
+        deserializer.deserialize_str(Text)
+    }
+}
+
+/// What a decoded export request holds in memory, in bytes: the strings' heap blocks
+/// (with the allocator's per-block overhead) and the list, for the session's budget.
+pub fn decoded_bytes(key: &str, parameters: &[String]) -> usize {
+    fn block(len: usize) -> usize {
+        if len == 0 {
+            0
+        } else {
+            // glibc: 8 bytes of header, 16-byte granules, 32 bytes at least.
+            (len + 8).max(32).next_multiple_of(16)
+        }
+    }
+    block(key.len())
+        + block(std::mem::size_of_val(parameters))
+        + parameters.iter().map(|p| block(p.len())).sum::<usize>()
 }
 
 /// Decodes one message body.
@@ -149,11 +270,17 @@ pub fn decode(body: &[u8]) -> Result<Request, String> {
         TERMINATE => Request::Terminate { id },
         EXPORT_REQUEST => {
             let body: ExportBody = serde_json::from_slice(body).map_err(specific)?;
-            Request::Export {
-                id,
-                key: body.key,
-                parameters: body.parameters.unwrap_or_default(),
-                timeout: body.timeout,
+            let mut parameters = body.parameters.unwrap_or_default();
+            // The budget counts the list by its length: no spare capacity behind it.
+            parameters.list.shrink_to_fit();
+            match parameters.refused {
+                Some(error) => Request::ExportRefused { id, error },
+                None => Request::Export {
+                    id,
+                    key: body.key,
+                    parameters: parameters.list,
+                    timeout: body.timeout,
+                },
             }
         }
         kind => Request::Other { id, kind },
@@ -372,6 +499,76 @@ mod tests {
         ] {
             assert!(decode(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
+    }
+
+    fn export_with(parameters: &str) -> Result<Request, String> {
+        decode(
+            format!(r#"{{"id":5,"type":6,"key":"linux_status","parameters":{parameters}}}"#)
+                .as_bytes(),
+        )
+    }
+
+    #[test]
+    fn parameters_are_capped_in_number_at_decode() {
+        let at_cap = format!("[{}]", vec![r#""x""#; MAX_PARAMETERS].join(","));
+        let Ok(Request::Export { parameters, .. }) = export_with(&at_cap) else {
+            panic!("{MAX_PARAMETERS} parameters are accepted");
+        };
+        assert_eq!(parameters.len(), MAX_PARAMETERS);
+        // The issue's flood: 240,000 empty strings in one frame.
+        let flood = format!("[{}]", vec![r#""""#; 240_000].join(","));
+        assert_eq!(
+            export_with(&flood),
+            Ok(Request::ExportRefused {
+                id: 5,
+                error: "The request has 240000 parameters, more than the 1024 linux_status accepts from agent 2.".into()
+            })
+        );
+        // Past the cap the rest is only counted, whatever it is.
+        let mixed = format!(
+            "[{},1,null,[2]]",
+            vec![r#""""#; MAX_PARAMETERS + 1].join(",")
+        );
+        assert!(matches!(
+            export_with(&mixed),
+            Ok(Request::ExportRefused { ref error, .. }) if error.contains("has 1028 parameters")
+        ));
+    }
+
+    #[test]
+    fn parameters_are_capped_in_length_at_decode() {
+        let long = "é".repeat(MAX_PARAMETER_BYTES / 2);
+        let Ok(Request::Export { parameters, .. }) = export_with(&format!(r#"["a","{long}"]"#))
+        else {
+            panic!("a parameter of {MAX_PARAMETER_BYTES} bytes is accepted");
+        };
+        assert_eq!(parameters[1].len(), MAX_PARAMETER_BYTES);
+        let longer = "x".repeat(MAX_PARAMETER_BYTES + 1);
+        assert_eq!(
+            export_with(&format!(r#"["a","{longer}","b"]"#)),
+            Ok(Request::ExportRefused {
+                id: 5,
+                error: "Parameter 2 is 4097 bytes, more than the 4096 bytes linux_status accepts in one parameter from agent 2.".into()
+            })
+        );
+        // Escapes count as the bytes they stand for.
+        let escaped = r"A".repeat(MAX_PARAMETER_BYTES);
+        assert!(matches!(
+            export_with(&format!(r#"["{escaped}"]"#)),
+            Ok(Request::Export { .. })
+        ));
+    }
+
+    #[test]
+    fn decoded_sizes_count_heap_blocks() {
+        assert_eq!(decoded_bytes("", &[]), 0);
+        // key: 12 + 8 -> 32; list of 2: 48 + 8 -> 64; "tcp_status" -> 32; "" -> 0.
+        assert_eq!(
+            decoded_bytes("linux_status", &["tcp_status".into(), String::new()]),
+            32 + 64 + 32
+        );
+        let flood = vec![String::from("x"); MAX_PARAMETERS];
+        assert_eq!(decoded_bytes("", &flood), (24 * 1024 + 16) + 32 * 1024);
     }
 
     #[test]

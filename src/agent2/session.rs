@@ -14,21 +14,34 @@
 //! mutex so that concurrent answers never interleave. A panic in the handler becomes an
 //! error answer.
 //!
-//! Unexpected input: an unknown message type, a malformed body or an oversized frame is
-//! logged to the agent and skipped; a frame that is not JSON means the stream cannot be
-//! trusted any more, and the session ends, as it does when the agent closes the
-//! connection or sends terminate.
+//! Memory is bounded by bytes: a frame is at most [`frame::MAX_INCOMING`], its parameters
+//! are capped at decode ([`message::MAX_PARAMETERS`], [`message::MAX_PARAMETER_BYTES`]),
+//! and the export requests waiting or running hold at most [`Limits::queue_bytes`] of
+//! decoded data (counted by [`message::decoded_bytes`]); a request past the budget, or past
+//! [`Limits::queue`] requests, is answered at once with a `busy` error.
+//!
+//! Unexpected input: an unknown message type or a malformed body (inside a well-framed
+//! frame) is logged to the agent and skipped. A frame header that cannot be followed (a
+//! payload type other than JSON, a length over [`frame::MAX_SKIPPED`]) means the stream
+//! has lost its frame boundaries. The session's service ends there, visibly: the error is
+//! logged to the agent (and on stderr, which the agent logs too), and from then on every
+//! export request is answered with that error, so every item of the plugin turns
+//! unsupported with the reason; requests are found by [`FrameReader::resync`]. The
+//! connection is not closed and the process does not exit: measured (docs/agent2.md), a
+//! plugin that closes its connection makes agent 2 6.0.14 panic on its next request, and
+//! one that exits makes 6.0.14 and 7.0.22 exit ("plugin died", "Plugin exited
+//! unexpectedly"). Terminate and the agent closing the connection still end the session.
 
 use std::any::Any;
 use std::io::{Read, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::frame::{self, FrameReader, HeaderError, ReadError};
+use super::frame::{self, FrameReader, ReadError};
 use super::message::{self, Request, Response, Severity};
 use super::options;
 
@@ -67,18 +80,48 @@ pub enum Ending {
     Failed(String),
 }
 
+/// The agent's plugin protocol, as far as the session could tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// Nothing said it yet (a serving run before its first export request).
+    Unknown,
+    /// Before 6.4 (agent 2 6.0: register version "6.0.13", export requests without
+    /// `timeout`).
+    Before6_4,
+    /// 6.4 or later (agent 2 7.0: version "6.4.0", export requests with `timeout`).
+    From6_4,
+}
+
+impl Protocol {
+    fn of_version(version: &str) -> Protocol {
+        let mut parts = version.split('.').map(|part| part.parse::<u32>().ok());
+        match (parts.next().flatten(), parts.next().flatten()) {
+            (Some(major), Some(minor)) if (major, minor) >= (6, 4) => Protocol::From6_4,
+            (Some(_), Some(_)) => Protocol::Before6_4,
+            _ => Protocol::Unknown,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub workers: usize,
     /// Export requests that may wait for a worker.
     pub queue: usize,
+    /// Decoded bytes the export requests waiting or running may hold together.
+    pub queue_bytes: usize,
 }
+
+/// The default of [`Limits::queue_bytes`]: 8 MiB. With 4 workers and 1 MiB frames the
+/// plugin's peak stays well under 64 MiB (measured in tests/agent2/test_plugin_flood.py).
+pub const QUEUE_BYTES: usize = 8 << 20;
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             workers: 4,
             queue: 256,
+            queue_bytes: QUEUE_BYTES,
         }
     }
 }
@@ -102,6 +145,8 @@ struct Job {
     parameters: Vec<String>,
     deadline: Instant,
     timeout_seconds: u64,
+    /// What it counts against [`Limits::queue_bytes`] until answered.
+    bytes: usize,
 }
 
 /// The writing half, shared by the reader and the workers.
@@ -154,44 +199,106 @@ where
     R: Read,
     W: Write + Send + 'static,
 {
+    run_observed(handler, reader, writer, limits).0
+}
+
+/// [`run`], also saying which protocol the agent spoke.
+pub fn run_observed<H, R, W>(
+    handler: Arc<H>,
+    reader: R,
+    writer: W,
+    limits: Limits,
+) -> (Ending, Protocol)
+where
+    H: Handler,
+    R: Read,
+    W: Write + Send + 'static,
+{
+    let mut protocol = Protocol::Unknown;
+    let ending = serve(handler, reader, writer, limits, &mut protocol);
+    (ending, protocol)
+}
+
+fn serve<H, R, W>(
+    handler: Arc<H>,
+    reader: R,
+    writer: W,
+    limits: Limits,
+    protocol: &mut Protocol,
+) -> Ending
+where
+    H: Handler,
+    R: Read,
+    W: Write + Send + 'static,
+{
     let sender = Arc::new(Sender {
         writer: Mutex::new(writer),
     });
     let configured_timeout = Arc::new(AtomicU64::new(DEFAULT_TIMEOUT_SECONDS));
     let (queue, jobs) = mpsc::sync_channel::<Job>(limits.queue.max(1));
     let jobs = Arc::new(Mutex::new(jobs));
+    let held = Arc::new(AtomicUsize::new(0));
     for index in 0..limits.workers.max(1) {
-        let (handler, sender, jobs) =
-            (Arc::clone(&handler), Arc::clone(&sender), Arc::clone(&jobs));
+        let (handler, sender, jobs, held) = (
+            Arc::clone(&handler),
+            Arc::clone(&sender),
+            Arc::clone(&jobs),
+            Arc::clone(&held),
+        );
         let spawned = thread::Builder::new()
             .name(format!("export-{index}"))
-            .spawn(move || work(&*handler, &sender, &jobs));
+            .spawn(move || work(&*handler, &sender, &jobs, &held));
         if let Err(error) = spawned {
             return Ending::Failed(format!("cannot start a worker thread: {error}"));
         }
     }
     let mut frames = FrameReader::new(reader);
+    // Set when the stream lost its frame boundaries: every later export's answer.
+    let mut lost: Option<String> = None;
     loop {
         let body = match frames.next_frame() {
             Ok(body) => body,
             Err(ReadError::Closed) => return Ending::Closed,
             Err(ReadError::Oversized { len, prefix }) => {
-                let error = HeaderError::TooLong(len);
                 sender.log(
                     Severity::Warning,
-                    &format!("linux_status: skipped a {error}"),
+                    &format!(
+                        "linux_status: skipped a {}",
+                        frame::HeaderError::TooLong(len)
+                    ),
                 );
                 // An export request still gets its answer: the agent would wait for it.
                 if let Some((id, message::EXPORT_REQUEST)) = message::peek_id_and_type(&prefix) {
+                    let error = format!(
+                        "The request is {len} bytes, more than the {} bytes linux_status accepts from agent 2.",
+                        frame::MAX_INCOMING
+                    );
                     sender.send(&Response::Export {
                         id,
-                        result: Err(&format!(
-                            "The request is {len} bytes, more than the {} bytes linux_status accepts from agent 2.",
-                            frame::MAX_INCOMING
-                        )),
+                        result: Err(lost.as_deref().unwrap_or(&error)),
                     });
                 }
                 continue;
+            }
+            Err(error @ ReadError::Header(_)) => {
+                // The frame boundaries are lost: the service ends, visibly (module doc).
+                if lost.is_none() {
+                    let message = format!(
+                        "linux_status: lost track of agent 2's messages: {error}; every linux_status item now answers this error until zabbix-agent2 is restarted"
+                    );
+                    sender.log(Severity::Error, &message);
+                    eprintln_quiet(&message);
+                    lost = Some(format!(
+                        "linux_status lost track of agent 2's messages ({error}) and answers nothing until zabbix-agent2 is restarted."
+                    ));
+                }
+                match frames.resync() {
+                    Ok(()) => continue,
+                    Err(ReadError::Closed) => return Ending::Closed,
+                    Err(error) => {
+                        return Ending::Failed(format!("linux_status: stopping: {error}"))
+                    }
+                }
             }
             Err(error) => {
                 let message = format!("linux_status: stopping: {error}");
@@ -216,13 +323,26 @@ where
                 continue;
             }
         };
+        let request = match (request, &lost) {
+            (Request::Export { id, .. } | Request::ExportRefused { id, .. }, Some(error)) => {
+                sender.send(&Response::Export {
+                    id,
+                    result: Err(error),
+                });
+                continue;
+            }
+            (request, _) => request,
+        };
         match request {
-            Request::Register { id, version: _ } => sender.send(&Response::Register {
-                id,
-                name: handler.name(),
-                metrics: handler.metrics(),
-                interfaces: message::EXPORTER | message::CONFIGURATOR,
-            }),
+            Request::Register { id, version } => {
+                *protocol = Protocol::of_version(&version);
+                sender.send(&Response::Register {
+                    id,
+                    name: handler.name(),
+                    metrics: handler.metrics(),
+                    interfaces: message::EXPORTER | message::CONFIGURATOR,
+                })
+            }
             Request::Validate { id, options } => {
                 let checked = options::to_config_text(&options)
                     .and_then(|text| guarded(|| handler.validate(&text)));
@@ -249,6 +369,26 @@ where
                 parameters,
                 timeout,
             } => {
+                if *protocol == Protocol::Unknown {
+                    // Export requests carry `timeout` since protocol 6.4.
+                    *protocol = if timeout.is_some() {
+                        Protocol::From6_4
+                    } else {
+                        Protocol::Before6_4
+                    };
+                }
+                let bytes = message::decoded_bytes(&key, &parameters);
+                let waiting = held.load(Ordering::Acquire);
+                if waiting + bytes > limits.queue_bytes {
+                    sender.send(&Response::Export {
+                        id,
+                        result: Err(&format!(
+                            "linux_status plugin is busy: the requests already waiting hold {waiting} bytes; with this one's {bytes} they would pass the queue's {} bytes.",
+                            limits.queue_bytes
+                        )),
+                    });
+                    continue;
+                }
                 let timeout_seconds = timeout
                     .filter(|&s| s > 0)
                     .unwrap_or_else(|| configured_timeout.load(Ordering::Relaxed));
@@ -258,21 +398,31 @@ where
                     parameters,
                     deadline: Instant::now() + answer_budget(timeout_seconds),
                     timeout_seconds,
+                    bytes,
                 };
+                // Only this thread adds, so the check above still holds.
+                held.fetch_add(bytes, Ordering::AcqRel);
                 match queue.try_send(job) {
                     Ok(()) => {}
-                    Err(TrySendError::Full(job)) => sender.send(&Response::Export {
-                        id: job.id,
-                        result: Err(&format!(
-                            "linux_status plugin is busy: {} requests are already waiting.",
-                            limits.queue
-                        )),
-                    }),
+                    Err(TrySendError::Full(job)) => {
+                        held.fetch_sub(job.bytes, Ordering::AcqRel);
+                        sender.send(&Response::Export {
+                            id: job.id,
+                            result: Err(&format!(
+                                "linux_status plugin is busy: {} requests are already waiting.",
+                                limits.queue
+                            )),
+                        })
+                    }
                     Err(TrySendError::Disconnected(_)) => {
                         return Ending::Failed("every worker thread has stopped".into())
                     }
                 }
             }
+            Request::ExportRefused { id, error } => sender.send(&Response::Export {
+                id,
+                result: Err(&error),
+            }),
             Request::Other { id, kind } => sender.log(
                 Severity::Warning,
                 &format!("linux_status: ignored a message of unknown type {kind} (id {id})"),
@@ -281,7 +431,12 @@ where
     }
 }
 
-fn work<H: Handler, W: Write>(handler: &H, sender: &Sender<W>, jobs: &Mutex<Receiver<Job>>) {
+fn work<H: Handler, W: Write>(
+    handler: &H,
+    sender: &Sender<W>,
+    jobs: &Mutex<Receiver<Job>>,
+    held: &AtomicUsize,
+) {
     loop {
         // The lock is held only while waiting for the next job, never while answering.
         let job = match jobs.lock() {
@@ -308,7 +463,13 @@ fn work<H: Handler, W: Write>(handler: &H, sender: &Sender<W>, jobs: &Mutex<Rece
             id: job.id,
             result: result.as_deref().map_err(String::as_str),
         });
+        held.fetch_sub(job.bytes, Ordering::AcqRel);
     }
+}
+
+/// A line on stderr, which agent 2 writes to its log; a closed stderr is no error.
+fn eprintln_quiet(message: &str) {
+    let _ = writeln!(std::io::stderr(), "{message}");
 }
 
 /// Runs `body`, turning a panic into an error.
@@ -491,6 +652,7 @@ mod tests {
         let mut agent = Agent::start(Limits {
             workers: 1,
             queue: 4,
+            queue_bytes: QUEUE_BYTES,
         });
         // The single worker sleeps 400 ms on each "slow"; a 1 s timeout leaves 750 ms, so
         // the third request is still queued when its budget ends.
@@ -515,6 +677,7 @@ mod tests {
         let mut agent = Agent::start(Limits {
             workers: 1,
             queue: 1,
+            queue_bytes: QUEUE_BYTES,
         });
         // One request runs, one waits; whichever of the others finds the queue full is
         // answered at once, before the 400 ms of the running one are over.
@@ -574,17 +737,61 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("Malformed request"));
-        // An oversized frame: skipped, then the session carries on.
+        agent.send(r#"{"id":8,"type":4}"#);
+        agent.send(r#"{"id":9,"type":6,"key":"linux_status","parameters":["ok"]}"#);
+        assert_eq!(agent.receive()["id"], 9);
+        assert_eq!(agent.finish(), Ending::Closed);
+    }
+
+    fn desync_message(agent: &mut Agent, what: &str) -> String {
+        let log = agent.receive();
+        assert_eq!(
+            (log["type"].as_u64(), log["severity"].as_u64()),
+            (Some(1), Some(2))
+        );
+        let message = log["message"].as_str().unwrap().to_owned();
+        assert!(
+            message
+                .starts_with("linux_status: lost track of agent 2's messages: refused a frame of"),
+            "{message}"
+        );
+        assert!(message.contains(what), "{message}");
+        message
+    }
+
+    /// After a desync every export is answered with the reason, the connection stays open
+    /// (closing it kills agent 2 6.0.14), and terminate still ends the session.
+    fn assert_answers_the_desync(agent: &mut Agent, what: &str) {
+        for id in [21, 22] {
+            agent.send(&format!(
+                r#"{{"id":{id},"type":6,"key":"linux_status","parameters":["ok"]}}"#
+            ));
+            let answer = agent.receive();
+            assert_eq!(answer["id"], id);
+            let error = answer["error"].as_str().unwrap();
+            assert!(
+                error.starts_with(
+                    "linux_status lost track of agent 2's messages (refused a frame of"
+                ) && error.contains(what)
+                    && error.ends_with("until zabbix-agent2 is restarted."),
+                "{error}"
+            );
+        }
+        // Refused requests too; the desync is logged once.
+        agent.send(&format!(
+            r#"{{"id":23,"type":6,"key":"linux_status","parameters":[{}]}}"#,
+            vec![r#""""#; message::MAX_PARAMETERS + 1].join(",")
+        ));
+        assert_eq!(agent.receive()["id"], 23);
+    }
+
+    #[test]
+    fn an_oversized_length_is_a_desync_at_once() {
+        let mut agent = Agent::start(Limits::default());
+        agent.send(r#"{"id":1,"type":6,"key":"linux_status","parameters":["ok"]}"#);
+        assert_eq!(agent.receive()["value"], "linux_status:ok");
+        // A frame an agent could send (a 1 MiB parameter) is skipped and answered.
         let len = frame::MAX_INCOMING + 1;
-        let mut big = vec![1, 0, 0, 0];
-        big.extend_from_slice(&(len as u32).to_le_bytes());
-        big.resize(8 + len, b' ');
-        agent.stream.write_all(&big).unwrap();
-        assert!(agent.receive()["message"]
-            .as_str()
-            .unwrap()
-            .contains("skipped a frame of"));
-        // An oversized export request is answered with an error.
         let mut body = br#"{"id":41,"type":6,"key":"linux_status","parameters":[""#.to_vec();
         body.resize(len - 3, b'0');
         body.extend_from_slice(br#""]}"#);
@@ -592,29 +799,92 @@ mod tests {
         big.extend_from_slice(&(body.len() as u32).to_le_bytes());
         big.extend_from_slice(&body);
         agent.stream.write_all(&big).unwrap();
-        assert_eq!(agent.receive()["type"], 1);
+        assert!(agent.receive()["message"]
+            .as_str()
+            .unwrap()
+            .contains("skipped a frame of"));
         let answer = agent.receive();
         assert_eq!(answer["id"], 41);
         assert!(answer["error"]
             .as_str()
             .unwrap()
             .contains("more than the 1048576 bytes"));
-        agent.send(r#"{"id":8,"type":4}"#);
-        agent.send(r#"{"id":9,"type":6,"key":"linux_status","parameters":["ok"]}"#);
-        assert_eq!(agent.receive()["id"], 9);
+        // 4 GiB announced and nothing sent: the answer comes at once, not after 4 GiB.
+        agent
+            .stream
+            .write_all(&[1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff])
+            .unwrap();
+        desync_message(
+            &mut agent,
+            "4294967295 bytes (at most 1048576 are accepted)",
+        );
+        // Bytes of the lost frame, then the agent's next frames.
+        agent.stream.write_all(&[b'z'; 30_000]).unwrap();
+        assert_answers_the_desync(&mut agent, "4294967295 bytes");
+        agent.send(r#"{"id":2,"type":5}"#);
+        assert_eq!(agent.session.join().unwrap(), Ending::Terminated { id: 2 });
+    }
+
+    #[test]
+    fn a_frame_that_is_not_json_is_a_desync() {
+        let mut agent = Agent::start(Limits::default());
+        agent.stream.write_all(&[7, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+        desync_message(&mut agent, "payload type 7");
+        assert_answers_the_desync(&mut agent, "payload type 7");
+        // A second desync is answered the same, not logged again.
+        agent.stream.write_all(&[9, 0, 0, 0, 1, 0, 0, 0]).unwrap();
+        agent.send(r#"{"id":24,"type":6,"key":"linux_status","parameters":[]}"#);
+        let answer = agent.receive();
+        assert_eq!(answer["id"], 24);
+        assert!(answer["error"].as_str().unwrap().contains("payload type 7"));
         assert_eq!(agent.finish(), Ending::Closed);
     }
 
     #[test]
-    fn a_frame_that_is_not_json_ends_the_session() {
-        let mut agent = Agent::start(Limits::default());
-        agent.stream.write_all(&[7, 0, 0, 0, 0, 0, 0, 0]).unwrap();
-        assert_eq!(agent.receive()["severity"], 2);
-        let ending = agent.finish();
+    fn the_queue_is_bounded_by_bytes() {
+        let mut agent = Agent::start(Limits {
+            workers: 1,
+            queue: 100,
+            queue_bytes: 10_000,
+        });
+        // Each request holds a 4 KiB parameter: the first runs, the second waits; the
+        // third would pass 10,000 bytes and is answered busy at once.
+        let long = "p".repeat(4000);
+        for id in 1..=3 {
+            agent.send(&format!(
+                r#"{{"id":{id},"type":6,"key":"linux_status","parameters":["slow","{long}"]}}"#
+            ));
+        }
+        let busy = agent.receive();
+        assert_eq!(busy["id"], 3);
+        let error = busy["error"].as_str().unwrap();
         assert!(
-            matches!(ending, Ending::Failed(ref m) if m.contains("payload type 7")),
-            "{ending:?}"
+            error.starts_with("linux_status plugin is busy: the requests already waiting hold 8")
+                && error.ends_with("they would pass the queue's 10000 bytes."),
+            "{error}"
         );
+        assert_eq!(agent.receive()["value"], "slow");
+        assert_eq!(agent.receive()["id"], 2);
+        // Answered requests free their bytes.
+        agent.send(&format!(
+            r#"{{"id":4,"type":6,"key":"linux_status","parameters":["a","{long}"]}}"#
+        ));
+        assert_eq!(agent.receive()["id"], 4);
+        assert_eq!(agent.finish(), Ending::Closed);
+    }
+
+    #[test]
+    fn too_many_parameters_are_answered_with_the_cap() {
+        let mut agent = Agent::start(Limits::default());
+        agent.send(&format!(
+            r#"{{"id":6,"type":6,"key":"linux_status","parameters":[{}]}}"#,
+            vec![r#""""#; 240_000].join(",")
+        ));
+        assert_eq!(
+            agent.receive()["error"],
+            "The request has 240000 parameters, more than the 1024 linux_status accepts from agent 2."
+        );
+        assert_eq!(agent.finish(), Ending::Closed);
     }
 
     #[test]

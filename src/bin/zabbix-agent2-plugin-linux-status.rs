@@ -33,11 +33,12 @@ use std::time::Duration;
 
 use linux_status::agent2::options::SOURCE_NAME;
 use linux_status::agent2::session::{self, Due, Ending, Handler, Limits};
+use linux_status::os::{effective_uid, peer_credentials};
 use linux_status::proc::ProcSources;
 use linux_status::settings::PROC_NET_DIR_VARIABLE;
 use linux_status::{
-    answer_in, parse_config as parse, probe_auto_fallback, Backend, Config, Context, Deadline,
-    ItemValue, SharedSnapshot,
+    answer_in, parse_config as parse, probe_auto_fallback, quote, Backend, Config, Context,
+    Deadline, ItemValue, SharedSnapshot,
 };
 
 const NAME: &str = "LinuxStatus";
@@ -94,7 +95,8 @@ impl Handler for Plugin {
     fn export(&self, key: &str, params: &[String], due: Due) -> Result<String, String> {
         if key != KEY {
             return Err(format!(
-                "Unsupported item key \"{key}\" (this plugin has {KEY})."
+                "Unsupported item key \"{}\" (this plugin has {KEY}).",
+                quote(key.as_bytes())
             ));
         }
         let config = match self.config.read() {
@@ -159,12 +161,19 @@ fn main() -> ExitCode {
         Ok(stream) => stream,
         Err(error) => {
             eprintln!(
-                "linux_status: cannot connect to agent 2 at {}: {error}",
-                args[1].to_string_lossy()
+                "linux_status: cannot connect to agent 2 at \"{}\": {error}",
+                quote(args[1].as_encoded_bytes())
             );
             return ExitCode::FAILURE;
         }
     };
+    if let Err(refusal) = check_peer(&stream, parent) {
+        eprintln!(
+            "linux_status: refusing the socket \"{}\": {refusal}",
+            quote(args[1].as_encoded_bytes())
+        );
+        return ExitCode::FAILURE;
+    }
     let halves = stream
         .try_clone()
         .and_then(|reader| Ok((reader, stream.try_clone()?)));
@@ -191,6 +200,24 @@ fn main() -> ExitCode {
         _ => outlive_agent(&stream, parent),
     }
     ExitCode::SUCCESS
+}
+
+/// The socket must be its agent's: the process listening on it is this one's parent (the
+/// agent that started it), or at least runs as the same user (who could control this
+/// process anyway). Anyone else (a local user who bound the agent's socket path first)
+/// would be fed the agent's configuration and requests, and could feed answers back.
+fn check_peer(stream: &UnixStream, parent: u32) -> Result<(), String> {
+    use std::os::fd::AsFd;
+    let peer = peer_credentials(stream.as_fd())
+        .map_err(|error| format!("cannot tell who listens on it ({error})"))?;
+    let uid = effective_uid();
+    if peer.pid == parent || peer.uid == uid {
+        return Ok(());
+    }
+    Err(format!(
+        "it belongs to process {} of user {}, neither this plugin's parent (process {parent}) nor its user ({uid}); is another local user squatting agent 2's PluginSocket?",
+        peer.pid, peer.uid
+    ))
 }
 
 /// Returns once the process that started this one has exited (this process is then
