@@ -237,3 +237,84 @@ def test_a_desync_turns_every_item_unsupported_with_the_reason(line, make_config
         finally:
             status = agent.stop()
         assert status == 0 and not agent.crash_lines(), f"run {run}: {status}\n{agent.describe()}"
+
+
+SNIPPET = Path(__file__).resolve().parents[2] / "conf/zabbix_agent2.d/plugins.d/linux_status.conf"
+AGENT_UID, SQUATTER_UID = 65534, 65533
+# Runs in a private mount namespace: a fresh /tmp (sticky, world-writable, as on a host) and a
+# fresh /run with /run/zabbix owned by the agent's user, as Debian's systemd-tmpfiles makes it.
+# Another local user (SQUATTER_UID) binds the plugin socket path first; then agent 2 starts as
+# its own unprivileged user (AGENT_UID) and tests one key.
+SQUAT_SCRIPT = r"""
+set -u
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs -o mode=755 tmpfs /run
+mkdir -m 755 /run/zabbix && chown "$AGENT_UID:$AGENT_UID" /run/zabbix
+setpriv --reuid="$SQUATTER_UID" --regid="$SQUATTER_UID" --clear-groups perl -MIO::Socket::UNIX -e '
+    for my $path (@ARGV) {
+        my $s = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Local => $path, Listen => 1);
+        print(($s ? "squatted" : "refused: $!"), " $path\n"); push @keep, $s;
+    }
+    $| = 1; sleep 60;' /tmp/agent.plugin.sock /run/zabbix/agent.plugin.sock > "$DIR/squatter.out" &
+squatter=$!
+for _ in $(seq 50); do [ "$(wc -l < "$DIR/squatter.out")" -ge 2 ] && break; sleep 0.1; done
+cat "$DIR/squatter.out"
+setpriv --reuid="$AGENT_UID" --regid="$AGENT_UID" --clear-groups \
+    timeout 30 "$AGENT2" -c "$DIR/zabbix_agent2.conf" -t 'linux_status[version]'
+echo "agent exit $?"
+kill "$squatter"
+"""
+
+
+def squatted_run(env, snippet: str) -> str:
+    """Agent 2 6.0.14 (the host's line) run as an unprivileged user with `snippet` included,
+    after another user squatted the default and the packaged socket paths."""
+    folder = Path(tempfile.mkdtemp(prefix="ls-squat-agent-", dir="/var/tmp"))
+    try:
+        folder.chmod(0o777)
+        plugin = folder / env.plugin.name
+        shutil.copyfile(env.plugin, plugin)
+        plugin.chmod(0o755)
+        (folder / "linux_status.conf").write_text(snippet.replace(
+            "/usr/sbin/zabbix-agent2-plugin/zabbix-agent2-plugin-linux-status", str(plugin)))
+        (folder / "zabbix_agent2.conf").write_text("\n".join([
+            # Debian 12's zabbix_agent2.conf: ControlSocket in /tmp, no PluginSocket.
+            f"PidFile={folder}/zabbix_agent2.pid", f"LogFile={folder}/zabbix_agent2.log",
+            "LogType=file", "Server=127.0.0.1", "ServerActive=", "ListenIP=127.0.0.1",
+            "Hostname=linux-status-squat", f"ControlSocket={folder}/agent.sock",
+            f"Include={folder}/linux_status.conf", ""]))
+        proc = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", SQUAT_SCRIPT],
+            capture_output=True, text=True, timeout=90,
+            env={**a2.agent_env(), "DIR": str(folder), "AGENT2": env.lines["6.0"].binary,
+                 "AGENT_UID": str(AGENT_UID), "SQUATTER_UID": str(SQUATTER_UID)})
+        log = folder / "zabbix_agent2.log"
+        return proc.stdout + proc.stderr + (log.read_text(errors="replace") if log.exists() else "")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_squatted_plugin_socket_stops_agent_2_without_the_packaged_setting(env):
+    """Finding 5 reproduced: with the snippet as 0.2.0 shipped it (no PluginSocket), agent 2
+    listens on /tmp/agent.plugin.sock, and another user who binds it first keeps the agent
+    from starting."""
+    shipped = SNIPPET.read_text()
+    without = "\n".join(ln for ln in shipped.splitlines() if "PluginSocket=" not in ln)
+    output = squatted_run(env, without)
+    assert "squatted /tmp/agent.plugin.sock" in output, output
+    assert "failed to drop plugin socket" in output or "cannot register plugins" in output, output
+    assert "agent exit 0" not in output, output
+
+
+def test_the_documented_plugin_socket_survives_a_squatter(env):
+    """The snippet's PluginSocket line, uncommented as the README's security section says,
+    puts the plugin socket in /run/zabbix, which only the agent's user may write: the
+    squatter is refused there and agent 2 starts and answers."""
+    shipped = SNIPPET.read_text()
+    line = "# PluginSocket=/run/zabbix/agent.plugin.sock\n"
+    assert line in shipped, "the snippet documents the setting"
+    output = squatted_run(env, shipped.replace(line, line[2:]))
+    assert "squatted /tmp/agent.plugin.sock" in output, output
+    assert "refused: Permission denied /run/zabbix/agent.plugin.sock" in output, output
+    assert "agent exit 0" in output, output
+    assert "[s|0.2.0]" in output, output
