@@ -158,11 +158,14 @@ impl<'de> Visitor<'de> for BoundedList {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Parameters, A::Error> {
-        let mut parameters = Parameters::default();
+        let mut list = Vec::new();
         let mut count = 0usize;
+        // Past the first refusal the rest is read and dropped; a count past the cap is named
+        // once the whole list has been counted.
+        let mut too_many = false;
+        let mut too_long: Option<String> = None;
         loop {
-            if parameters.refused.is_some() {
-                // Past a cap: the rest is read (any JSON) and dropped, only counted.
+            if too_many || too_long.is_some() {
                 match seq.next_element::<IgnoredAny>()? {
                     Some(_) => count += 1,
                     None => break,
@@ -174,25 +177,27 @@ impl<'de> Visitor<'de> for BoundedList {
             };
             count += 1;
             match parameter.0 {
-                Ok(text) if count <= MAX_PARAMETERS => parameters.list.push(text),
+                Ok(text) if count <= MAX_PARAMETERS => list.push(text),
                 Ok(_) => {
-                    parameters.list = Vec::new();
-                    parameters.refused = Some(String::new());
+                    list = Vec::new();
+                    too_many = true;
                 }
                 Err(len) => {
-                    parameters.list = Vec::new();
-                    parameters.refused = Some(format!(
+                    list = Vec::new();
+                    too_long = Some(format!(
                         "Parameter {count} is {len} bytes, more than the {MAX_PARAMETER_BYTES} bytes linux_status accepts in one parameter from agent 2."
-                    ));
+                    ))
                 }
             }
         }
-        if parameters.refused.as_deref() == Some("") {
-            parameters.refused = Some(format!(
+        let refused = if too_many {
+            Some(format!(
                 "The request has {count} parameters, more than the {MAX_PARAMETERS} linux_status accepts from agent 2."
-            ));
-        }
-        Ok(parameters)
+            ))
+        } else {
+            too_long
+        };
+        Ok(Parameters { list, refused })
     }
 }
 
