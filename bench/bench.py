@@ -5,7 +5,7 @@ Two roles in one file:
 - the orchestrator (default, host network namespace): for each size starts a worker with
   `unshare -n`, bounded in time, and afterwards kills whatever is left in that namespace (by
   pid: every process whose /proc/<pid>/ns/net is the worker's); then prints the table and
-  writes BENCHMARKS.md and docs/benchmark.png;
+  writes its report into docs/performance.md and draws docs/benchmark.png;
 - the worker (`--worker`, inside its private namespace): builds the socket table with
   bench/build/sockgen, starts the in-process timer (bench/inproc) and three zabbix_agentd
   6.0 with the module, measures every method interleaved, and writes one JSON file.
@@ -22,6 +22,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import select
 import signal
 import socket
@@ -1292,43 +1293,138 @@ def render(results: list[dict], command: str, elapsed: float, info: dict[str, st
                  "`bench/tcp_conn.sh`, the classic script: `ss -tan | awk | sort | uniq -c` "
                  "into a temp file, then `grep | awk`.")
     lines.append("")
-    lines.append("![time per method and size](docs/benchmark.png)\n")
     return "\n".join(lines)
 
 
-def plot(results: list[dict], path: Path) -> None:
+# The picture: a few panels of a few lines each, one question per panel, instead of one panel
+# of every method (17 lines could not be told apart). Each time panel repeats the floor (one
+# read of /proc/net/tcp+tcp6) in black as the common yardstick; every figure is also in the
+# tables of docs/performance.md. Panel title -> method names (METHODS), in legend order.
+PANELS = [
+    ("/proc backend: the module costs one read (SnapshotLifetime=0)",
+     ["mod_state", "mod_summary", "agent_state", "agent_summary"]),
+    ("netlink backend, in-process", ["nl_summary", "nl_tw", "nl_listen"]),
+    ("netlink backend, through the agent",
+     ["agent_nl_summary", "agent_nl_tw", "agent_nl_listen", "agent_ping"]),
+    ("shipped defaults through the agent (auto, 1 s snapshot)",
+     ["def_summary", "def_state", "def_tw", "def_listen"]),
+    ("one ESTABLISHED count through the agent: the alternatives",
+     ["agent_old", "agent_builtin", ("agent_state", "module, Backend=proc"),
+      ("def_state", "module, shipped defaults")]),
+]
+# Shorter legend labels than the tables' (the panel title carries the context).
+SHORT = {
+    "mod_state": "in-process: tcp_status,ESTABLISHED",
+    "mod_summary": "in-process: tcp_summary",
+    "agent_state": "agent + module: tcp_status,ESTABLISHED",
+    "agent_summary": "agent + module: tcp_summary",
+    "nl_summary": "tcp_summary (all states)",
+    "nl_tw": "tcp_status,TIME_WAIT",
+    "nl_listen": "tcp_status,LISTEN",
+    "agent_nl_summary": "tcp_summary",
+    "agent_nl_tw": "tcp_status,TIME_WAIT",
+    "agent_nl_listen": "tcp_status,LISTEN",
+    "agent_ping": "agent.ping (the round trip alone)",
+    "def_summary": "tcp_summary",
+    "def_state": "tcp_status,ESTABLISHED",
+    "def_tw": "tcp_status,TIME_WAIT",
+    "def_listen": "tcp_status,LISTEN",
+    "agent_old": "old UserParameter (ss | awk, grep)",
+    "agent_builtin": "built-in net.tcp.socket.count",
+}
+CPU_SHORT = {
+    "cpu_userparam": "11 UserParameter items",
+    "cpu_builtin": "11 built-in net.tcp.socket.count items",
+    "cpu_module_states": "11 linux_status[tcp_status,<state>] items",
+    "cpu_module_summary": "1 linux_status[tcp_summary] (the template)",
+}
+
+
+def plot(results: list[dict], path: Path, source_note: str = "") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(13, 7), dpi=100)
     sizes = [r["size"] for r in results]
-    colors = plt.get_cmap("tab20").colors
-    for i, (name, label, target, _) in enumerate(METHODS):
-        points = [(r["size"], r["methods"][name]["median"]) for r in results
-                  if r["methods"][name]["median"] is not None]
-        if not points:
-            continue
-        if name == "floor":
-            style = {"color": "black", "linewidth": 3, "linestyle": "-", "marker": "s"}
-        else:
-            style = {"color": colors[(2 * i) % 20 if i < 10 else (2 * i + 1) % 20],
-                     "linestyle": "-" if target.startswith("inproc") else "--",
-                     "marker": "^" if "netlink" in label else "o", "linewidth": 1.6}
-        ax.plot([p[0] for p in points], [p[1] for p in points], label=label, **style)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xticks(sizes)
-    ax.set_xticklabels([fmt_size(s) for s in sizes])
-    ax.set_xlabel("TCP sockets in the namespace")
-    ax.set_ylabel("median time per request (s, log)")
-    ax.set_title("linux_status: time per request vs socket count (bench/run)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-              title="solid: in-process, dashed: through zabbix_agentd 6.0", title_fontsize=8)
+    fig, axes = plt.subplots(2, 3, figsize=(16, 9), dpi=100)
+    colors = plt.get_cmap("tab10").colors
+
+    def frame(ax, title, ylabel):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(sizes)
+        ax.set_xticklabels([fmt_size(s) for s in sizes])
+        ax.minorticks_off()
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("TCP sockets", fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+
+    def line(ax, xs_ys, label, **style):
+        if xs_ys:
+            ax.plot([p[0] for p in xs_ys], [p[1] for p in xs_ys], label=label, **style)
+
+    def points(name):
+        return [(r["size"], r["methods"][name]["median"]) for r in results
+                if r["methods"].get(name, {}).get("median") is not None]
+
+    for ax, (title, names) in zip(axes.flat, PANELS):
+        line(ax, points("floor"), "floor: one read of /proc/net/tcp+tcp6", color="black",
+             linewidth=2.5, marker="s")
+        for i, entry in enumerate(names):
+            name, label = entry if isinstance(entry, tuple) else (entry, SHORT[entry])
+            line(ax, points(name), label, color=colors[i], marker="o", linewidth=1.6,
+                 linestyle=":" if name == "agent_ping" else "-")
+        frame(ax, title, "median wall time per request (s)")
+    ax = axes.flat[len(PANELS)]
+    for i, (name, _label, _agent, _keys) in enumerate(CPU_METHODS):
+        pts = [(r["size"], r.get("cpu", {}).get(name, {}).get("cpu_ms_per_interval"))
+               for r in results]
+        line(ax, [(x, y / 1e3) for x, y in pts if y], CPU_SHORT[name], color=colors[i],
+             marker="o", linewidth=1.6)
+    frame(ax, "agent CPU per polling interval, all 11 states", "agent CPU per interval (s)")
+    fig.suptitle("linux_status: cost per request and per polling interval vs socket count "
+                 f"(bench/run){source_note}", fontsize=12)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
+
+
+def parse_time(cell: str) -> float | None:
+    """A figure as fmt_time wrote it ("9.05 ms (1.03x)", "**177 ms**", "50.1 us"), in s."""
+    m = re.match(r"\**([0-9.]+) (s|ms|us)\b", cell.strip())
+    if not m:
+        return None
+    return float(m.group(1)) * {"s": 1.0, "ms": 1e-3, "us": 1e-6}[m.group(2)]
+
+
+def results_from_report(text: str) -> list[dict]:
+    """The plotted figures back from the generated section of docs/performance.md: its first
+    wall-time table (one row per METHODS label) and the CPU-per-interval table. For redrawing
+    the picture when bench/out/ (not kept in git) is gone; figures are as rounded there."""
+    by_label = {label: name for name, label, _t, _k in METHODS}
+    cpu_by_label = {label: name for name, label, _a, _k in CPU_METHODS}
+    sizes: list[int] = []
+    methods: dict[str, list] = {}
+    cpu: dict[str, list] = {}
+    for row in text.splitlines():
+        # Cells split on unescaped pipes: the UserParameter row's label holds "ss\\|awk".
+        cells = [c.strip().replace("\\|", "|")
+                 for c in re.split(r"(?<!\\)\|", row.strip().strip("|"))]
+        if cells[0] == "method" and not sizes:
+            sizes = [int(float(c.split()[0].rstrip("kM")) * (1e6 if "M" in c else 1e3))
+                     for c in cells[1:]]
+        elif cells[0] in by_label and by_label[cells[0]] not in methods:
+            methods[by_label[cells[0]]] = [parse_time(c) for c in cells[1:]]
+        elif cells[0] in cpu_by_label:
+            cpu[cpu_by_label[cells[0]]] = [float(c.split()[0]) for c in cells[1:]]
+    assert sizes and "floor" in methods, "no wall-time table in the report"
+    return [{"size": size,
+             "methods": {n: {"median": v[i]} for n, v in methods.items()},
+             "cpu": {n: {"cpu_ms_per_interval": v[i]} for n, v in cpu.items()}}
+            for i, size in enumerate(sizes)]
 
 
 def print_table(results: list[dict]) -> None:
@@ -1355,6 +1451,43 @@ def print_table(results: list[dict]) -> None:
     for target, measured, mark in judge(results):
         print(f"[{mark}] {target}: {measured}")
     print()
+
+
+# The report lives in docs/performance.md between these two lines (the text around them is
+# written by hand); bench/run replaces what is between them.
+REPORT = ROOT / "docs" / "performance.md"
+REPORT_BEGIN = "<!-- bench:begin (generated by bench/run from bench/out/; do not edit) -->"
+REPORT_END = "<!-- bench:end -->"
+PICTURE = ROOT / "docs" / "benchmark.png"
+
+
+def write_report(generated: str) -> None:
+    """Puts bench/run's report between the markers of docs/performance.md, one heading level
+    down (the file has its own title)."""
+    text = REPORT.read_text()
+    head, sep, rest = text.partition(REPORT_BEGIN)
+    _old, sep2, tail = rest.partition(REPORT_END)
+    if not (sep and sep2):
+        sys.exit(f"bench: {REPORT}: the lines {REPORT_BEGIN!r} and {REPORT_END!r} are missing")
+    body = "\n".join("#" + line if line.startswith("#") else line
+                     for line in generated.splitlines())
+    REPORT.write_text(head + REPORT_BEGIN + "\n" + body.strip("\n") + "\n" + REPORT_END + tail)
+
+
+def replot() -> int:
+    """--plot-only: redraw docs/benchmark.png from bench/out/results.json, or, when that is
+    gone (bench/out is not kept in git), from the figures recorded in docs/performance.md."""
+    saved = OUT / "results.json"
+    if saved.exists():
+        plot(json.loads(saved.read_text()), PICTURE)
+        log(f"drew {PICTURE.relative_to(ROOT)} from {saved}")
+        return 0
+    text = REPORT.read_text().partition(REPORT_BEGIN)[2].partition(REPORT_END)[0]
+    m = re.search(r"from commit ([0-9a-f]{7})", text)
+    plot(results_from_report(text), PICTURE,
+         "; figures of docs/performance.md" + (f", commit {m.group(1)}" if m else ""))
+    log(f"drew {PICTURE.relative_to(ROOT)} from the tables of {REPORT.relative_to(ROOT)}")
+    return 0
 
 
 def orchestrate(args: argparse.Namespace) -> int:
@@ -1393,11 +1526,11 @@ def orchestrate(args: argparse.Namespace) -> int:
                 "source": source, "sizes": sizes}
         meta_path.write_text(json.dumps(meta, indent=1))
     (OUT / "results.json").write_text(json.dumps(results, indent=1))
-    (ROOT / "BENCHMARKS.md").write_text(render(results, meta["command"], meta["elapsed"],
-                                               meta["machine"], meta.get("source", "?")))
-    plot(results, ROOT / "docs" / "benchmark.png")
+    write_report(render(results, meta["command"], meta["elapsed"], meta["machine"],
+                        meta.get("source", "?")))
+    plot(results, PICTURE)
     print_table(results)
-    log(f"wrote BENCHMARKS.md, docs/benchmark.png, {OUT}/results.json "
+    log(f"wrote {REPORT.relative_to(ROOT)}, docs/benchmark.png, {OUT}/results.json "
         f"in {(time.monotonic() - started) / 60:.1f} min")
     return 0 if len(results) == len(sizes) else 1
 
@@ -1413,13 +1546,18 @@ def main() -> int:
     parser.add_argument("--cpu-intervals", type=int, default=3,
                         help="polling intervals per CPU method (default 3; 1 at >= 500k)")
     parser.add_argument("--report-only", action="store_true",
-                        help="rebuild BENCHMARKS.md and the plot from bench/out/*.json")
+                        help="rebuild docs/performance.md's report and the plot from bench/out/*.json")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="redraw docs/benchmark.png only (from bench/out/results.json, else "
+                        "from the figures in docs/performance.md); measures nothing")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)
     parser.add_argument("--ns-file", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.plot_only:
+        return replot()
     if args.worker:
         signal.signal(signal.SIGTERM, lambda s, f: sys.exit(143))
         return worker(args)
