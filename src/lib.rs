@@ -71,6 +71,11 @@ pub mod os {
     pub use crate::sys::signals::ignore_stop_signals;
 }
 
+/// The key registry: every key, and the files rendered from it (tests/generated.rs).
+pub mod registry {
+    pub use crate::request::registry::{find, plugin_description, render, KeyEntry, KEYS};
+}
+
 /// The one quoting helper for any value a message echoes.
 pub use model::text::quote;
 

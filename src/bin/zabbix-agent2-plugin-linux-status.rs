@@ -43,11 +43,15 @@ use linux_status::{
 
 const NAME: &str = "LinuxStatus";
 const KEY: &str = "linux_status";
-/// Agent 2 refuses to start on a description that does not end with a dot.
-const METRICS: &[(&str, &str)] = &[(
-    KEY,
-    "TCP connection states, listening ports and TCP counters: tcp_status, tcp_summary, listen_discovery, listen_stats, tcp_ext, version, info.",
-)];
+
+/// The one key's registration: its description names every registry key (and ends with a
+/// dot, without which agent 2 refuses to start). Made once per process, for the process.
+fn metrics() -> [(&'static str, &'static str); 1] {
+    [(
+        KEY,
+        Box::leak(linux_status::registry::plugin_description().into_boxed_str()),
+    )]
+}
 
 /// The plugin behind the protocol: the module's core with the agent's settings.
 struct Plugin {
@@ -59,6 +63,7 @@ struct Plugin {
     config: RwLock<Result<Config, String>>,
     /// One snapshot for all worker threads, so requests arriving together share a scan.
     shared: &'static SharedSnapshot,
+    metrics: [(&'static str, &'static str); 1],
 }
 
 fn parse_config(text: &str) -> Result<Config, String> {
@@ -71,7 +76,7 @@ impl Handler for Plugin {
     }
 
     fn metrics(&self) -> &[(&'static str, &'static str)] {
-        METRICS
+        &self.metrics
     }
 
     fn validate(&self, config_text: &str) -> Result<(), String> {
@@ -193,6 +198,7 @@ fn main() -> ExitCode {
         sources_are_files: proc_net_dir.is_some(),
         config: RwLock::new(Ok(Config::default())),
         shared: Box::leak(Box::default()),
+        metrics: metrics(),
     };
     let ending = session::run(Arc::new(plugin), reader, writer, Limits::default());
     match ending {
@@ -261,6 +267,7 @@ mod tests {
             sources_are_files: false,
             config: RwLock::new(Ok(Config::default())),
             shared: Box::leak(Box::default()),
+            metrics: metrics(),
         }
     }
 
@@ -282,7 +289,8 @@ mod tests {
 
     #[test]
     fn every_description_ends_with_a_dot() {
-        assert!(METRICS
+        assert!(plugin()
+            .metrics()
             .iter()
             .all(|(_, description)| description.ends_with('.')));
     }
