@@ -40,21 +40,27 @@ mod ffi;
 // The public API: what the front ends, the tests, the fuzz targets and the benchmark use.
 // Everything else is private to its layer.
 
-/// Answering a request: with the process's settings ([`answer()`]) or an explicit context.
+/// Answering a request: [`answer()`] with a [`Context`] (how), the front end's [`Process`]
+/// and a [`Worker`] (the state it owns).
+pub use answer::error::{AnswerError, Event, EventSink, NoEvents};
 pub use answer::snapshot::SharedSnapshot;
-pub use answer::{
-    answer, answer_in, count_states, execute, init, probe_auto_fallback, probe_backend, Context,
-    ItemValue, MODULE_API_VERSION,
-};
+pub use answer::walk::probe_auto_fallback;
+pub use answer::{answer, Context, ItemValue, Process, Source, Worker};
 pub use model::deadline::Deadline;
 pub use model::state::{StateCounts, TcpState};
-pub use request::key::{parse_params, ItemRequest};
+pub use request::filter::{FilterParams, PortParam};
+pub use request::key::{parse_params, ItemRequest, KeyError};
 pub use setup::config::{parse as parse_config, Backend, Config, ConfigError};
 
-/// The per-process settings fixed at init.
+/// What the module does at start-up (for the benchmark, which mimics an agent worker).
+pub mod module {
+    pub use crate::ffi::startup::{probe_backend, MODULE_API_VERSION};
+}
+
+/// The settings a front end loads.
 pub mod settings {
     pub use crate::setup::settings::{
-        get, set_timeout_seconds, source_in_use, timeout, Settings, PROC_NET_DIR_VARIABLE,
+        agent_timeout, Settings, Tables, DEFAULT_TIMEOUT_SECONDS, PROC_NET_DIR_VARIABLE,
     };
 }
 
@@ -69,6 +75,12 @@ pub mod proc {
 pub mod os {
     pub use crate::sys::peer::{effective_uid, peer_credentials, PeerCredentials};
     pub use crate::sys::signals::ignore_stop_signals;
+}
+
+/// The shared-snapshot protocol (for tests/snapshot_processes.rs, which forks real workers).
+pub mod snapshot {
+    pub use crate::answer::snapshot::{fresh, Claim, Lookup, SharedSnapshot, Slot, Table};
+    pub use crate::model::state::{StateMask, STATE_SLOTS};
 }
 
 /// The key registry: every key, and the files rendered from it (tests/generated.rs).

@@ -120,10 +120,7 @@ impl SharedSnapshot {
             mask != wanted
                 && mask != listen
                 && self.slot(mask).is_some_and(|slot| {
-                    !slot.unclaimed()
-                        || slot
-                            .read()
-                            .is_some_and(|(taken_at, _)| now.saturating_sub(taken_at) <= lifetime)
+                    !slot.unclaimed() || slot.read_fresh(now, lifetime).is_some()
                 })
         });
         if together {
@@ -178,10 +175,8 @@ impl<const N: usize> Slot<N> {
     /// Reads a snapshot whose scan started no more than `lifetime` before `now`, else claims
     /// the refresh or says to wait. A claim older than `stale_after` is taken over.
     pub fn lookup(&self, now: u64, lifetime: u64, stale_after: u64) -> Lookup<N> {
-        if let Some((taken_at, counts)) = self.read() {
-            if now.saturating_sub(taken_at) <= lifetime {
-                return Lookup::Fresh(counts);
-            }
+        if let Some(counts) = self.read_fresh(now, lifetime) {
+            return Lookup::Fresh(counts);
         }
         let token = now.max(1);
         let mut held = self.claim.load(Ordering::Acquire);
@@ -201,6 +196,13 @@ impl<const N: usize> Slot<N> {
             }
         }
         Lookup::Wait
+    }
+
+    /// The published counts if they are fresh: see [`fresh`].
+    pub fn read_fresh(&self, now: u64, lifetime: u64) -> Option<Table<N>> {
+        self.read()
+            .filter(|(taken_at, _)| fresh(*taken_at, now, lifetime))
+            .map(|(_, counts)| counts)
     }
 
     /// The published counts and the start time of their scan, if any were published and no
@@ -286,6 +288,13 @@ impl<const N: usize> Slot<N> {
     pub fn unclaimed(&self) -> bool {
         self.claim.load(Ordering::Acquire) == 0
     }
+}
+
+/// The freshness rule, for the shared slots and the per-worker cache alike: counts whose walk
+/// started at `taken_at` still answer at `now` if no more than `lifetime` has passed (one
+/// clock, any unit).
+pub fn fresh(taken_at: u64, now: u64, lifetime: u64) -> bool {
+    now.saturating_sub(taken_at) <= lifetime
 }
 
 fn spin() {

@@ -118,7 +118,7 @@ pub(crate) fn parse_counter(name: &[u8], usage: &str) -> Result<ItemRequest, Key
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::filter::SocketFilter;
+    use crate::request::filter::{FilterParams, PortParam};
 
     fn parse(params: &[&str]) -> Result<ItemRequest, KeyError> {
         let bytes: Vec<&[u8]> = params.iter().map(|p| p.as_bytes()).collect();
@@ -132,7 +132,7 @@ mod tests {
     fn status(state: TcpState) -> ItemRequest {
         ItemRequest::TcpStatus {
             state,
-            filter: SocketFilter::default(),
+            filter: FilterParams::default(),
         }
     }
 
@@ -163,7 +163,7 @@ mod tests {
         match request {
             ItemRequest::TcpStatus { state, filter } => {
                 assert_eq!(state, TcpState::Established);
-                assert_eq!(filter.local_port, Some(80));
+                assert_eq!(filter.local_port, Some(PortParam::Number(80)));
                 assert_eq!(filter.remote_port, None);
             }
             other => panic!("{other:?}"),
@@ -180,12 +180,12 @@ mod tests {
         assert_eq!(
             parse(&["tcp_summary"]),
             Ok(ItemRequest::TcpSummary {
-                filter: SocketFilter::default()
+                filter: FilterParams::default()
             })
         );
         assert!(matches!(
             parse(&["tcp_summary", "", "", "", "22"]),
-            Ok(ItemRequest::TcpSummary { filter }) if filter.remote_port == Some(22)
+            Ok(ItemRequest::TcpSummary { filter }) if filter.remote_port == Some(PortParam::Number(22))
         ));
         assert_eq!(
             parse(&["listen_discovery"]),

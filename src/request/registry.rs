@@ -15,7 +15,7 @@
 //! fuzz/dict/key_grammar.dict; at compile time: the plugin's description.
 
 use crate::model::state::TcpState;
-use crate::request::filter::SocketFilter;
+use crate::request::filter::FilterParams;
 use crate::request::key::{parse_counter, parse_state, KeyError};
 
 /// What an item asks for: one variant per registry entry.
@@ -24,10 +24,10 @@ pub enum ItemRequest {
     /// `linux_status[tcp_status,<state>,<laddr>,<lport>,<raddr>,<rport>]`.
     TcpStatus {
         state: TcpState,
-        filter: SocketFilter,
+        filter: FilterParams,
     },
     /// `linux_status[tcp_summary,<laddr>,<lport>,<raddr>,<rport>]`: every state as JSON.
-    TcpSummary { filter: SocketFilter },
+    TcpSummary { filter: FilterParams },
     /// `linux_status[listen_discovery]`: LLD JSON of the listening ports.
     ListenDiscovery,
     /// `linux_status[listen_stats]`: per listening port data, plus listen-queue counters.
@@ -130,8 +130,8 @@ pub const KEYS: &[KeyEntry] = &[
     },
 ];
 
-fn filter(params: &[&[u8]]) -> Result<SocketFilter, KeyError> {
-    SocketFilter::from_params(params).map_err(KeyError::new)
+fn filter(params: &[&[u8]]) -> Result<FilterParams, KeyError> {
+    FilterParams::from_params(params).map_err(KeyError::new)
 }
 
 /// The entry whose metric is `metric` (ignoring ASCII case), if any.
