@@ -5,7 +5,7 @@
 //! only in its FFI and OS layers. Not built for the loom models (they model the protocol).
 #![cfg(not(loom))]
 
-use linux_status::snapshot::{Lookup, SharedSnapshot, Slot, StateMask, STATE_SLOTS};
+use linux_status::snapshot::{Lookup, SharedSnapshot, Slot, StateMask, TABLE_LEN};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -96,7 +96,7 @@ fn worker(slot: &Slot, stats: &Stats, origin: Instant) {
                     .store(unsafe { libc::getpid() }, Ordering::Relaxed);
                 stats.scans.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(SCAN);
-                let counts = [claim.taken_at(); STATE_SLOTS];
+                let counts = [claim.taken_at(); TABLE_LEN];
                 slot.finish(claim, &counts);
             }
             Lookup::Wait => {
@@ -106,7 +106,7 @@ fn worker(slot: &Slot, stats: &Stats, origin: Instant) {
                     let started = now();
                     stats.unclaimed_scans.fetch_add(1, Ordering::Relaxed);
                     std::thread::sleep(Duration::from_millis(2));
-                    slot.publish(&[started; STATE_SLOTS], started);
+                    slot.publish(&[started; TABLE_LEN], started);
                 }
             }
         }

@@ -147,7 +147,8 @@ pub fn answer(
     match request {
         ItemRequest::TcpStatus { state, filter } => {
             let filter = filter.resolve(&mut worker.services)?;
-            let counts = worker::state_counts(context, worker, &filter, StateMask::only(*state))?;
+            let counts =
+                worker::snapshot_counts(context, worker, &filter, StateMask::only(*state))?;
             Ok(ItemValue::Unsigned(counts.get(*state)))
         }
         ItemRequest::TcpSummary { filter } => {

@@ -134,7 +134,7 @@ fn report_netlink_failure(context: &Context<'_>, error: &NetlinkError) {
 }
 
 /// One walk counting the sockets `filter` matches; returns the counts and the states covered.
-pub fn count_now(
+pub fn walk_and_count(
     context: &Context<'_>,
     scanner: &mut Scanner,
     filter: &SocketFilter,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::answer::error::AnswerError;
 use crate::answer::listen::ListenTable;
 use crate::answer::snapshot::{fresh, Lookup, SharedSnapshot};
-use crate::answer::walk::count_now;
+use crate::answer::walk::walk_and_count;
 use crate::answer::Context;
 use crate::model::state::{StateCounts, StateMask};
 use crate::request::filter::{ServiceCache, SocketFilter};
@@ -51,18 +51,19 @@ fn nanos(duration: Duration) -> u64 {
 }
 
 /// The counts of the sockets `filter` matches, for at least the states `wanted`.
-pub fn state_counts(
+pub fn snapshot_counts(
     context: &Context<'_>,
     worker: &mut Worker,
     filter: &SocketFilter,
     wanted: StateMask,
 ) -> Result<StateCounts, AnswerError> {
     if context.snapshot_lifetime.is_zero() {
-        return count_now(context, &mut worker.scanner, filter, wanted).map(|(counts, _)| counts);
+        return walk_and_count(context, &mut worker.scanner, filter, wanted)
+            .map(|(counts, _)| counts);
     }
     if let Some(shared) = context.shared_snapshot {
         if filter.is_any() {
-            return shared_state_counts(context, &mut worker.scanner, shared, wanted);
+            return shared_snapshot_counts(context, &mut worker.scanner, shared, wanted);
         }
     }
     let lifetime = nanos(context.snapshot_lifetime);
@@ -77,7 +78,7 @@ pub fn state_counts(
         return Ok(counts);
     }
     let taken_at = context.process.clock_nanos();
-    let (counts, covered) = count_now(context, &mut worker.scanner, filter, wanted)?;
+    let (counts, covered) = walk_and_count(context, &mut worker.scanner, filter, wanted)?;
     let now = context.process.clock_nanos();
     worker
         .cache
@@ -98,7 +99,7 @@ pub fn state_counts(
 /// all-states table answers any state; otherwise the slot of the walk this backend would make
 /// (netlink: the wanted state alone, so a LISTEN count stays a LISTEN-only dump; /proc: every
 /// state) is reused or refreshed by one worker while the others wait for it.
-fn shared_state_counts(
+fn shared_snapshot_counts(
     context: &Context<'_>,
     scanner: &mut Scanner,
     shared: &SharedSnapshot,
@@ -115,21 +116,21 @@ fn shared_state_counts(
     let all = shared.slot(StateMask::ALL);
     if walk_states != StateMask::ALL {
         if let Some(table) = all.and_then(|slot| slot.read_fresh(clock(), lifetime)) {
-            return Ok(StateCounts::from_slots(table));
+            return Ok(StateCounts::from_table(table));
         }
     }
     let any = SocketFilter::default();
     let Some(slot) = shared.slot(walk_states) else {
-        return count_now(context, scanner, &any, wanted).map(|(counts, _)| counts);
+        return walk_and_count(context, scanner, &any, wanted).map(|(counts, _)| counts);
     };
     let waiting_since = Instant::now();
     loop {
         match slot.lookup(clock(), lifetime, nanos(budget)) {
-            Lookup::Fresh(table) => return Ok(StateCounts::from_slots(table)),
+            Lookup::Fresh(table) => return Ok(StateCounts::from_table(table)),
             Lookup::Refresh(claim) => {
-                return match count_now(context, scanner, &any, walk_states) {
+                return match walk_and_count(context, scanner, &any, walk_states) {
                     Ok((counts, _)) => {
-                        slot.finish(claim, &counts.to_slots());
+                        slot.finish(claim, &counts.to_table());
                         Ok(counts)
                     }
                     Err(error) => {
@@ -143,8 +144,8 @@ fn shared_state_counts(
                 // rather than answer late (and offer the result to the others).
                 if waiting_since.elapsed() >= budget / 2 {
                     let started = clock();
-                    let (counts, _) = count_now(context, scanner, &any, walk_states)?;
-                    slot.publish(&counts.to_slots(), started);
+                    let (counts, _) = walk_and_count(context, scanner, &any, walk_states)?;
+                    slot.publish(&counts.to_table(), started);
                     return Ok(counts);
                 }
                 std::thread::sleep(Duration::from_millis(1));

@@ -152,7 +152,7 @@ fn malloc_c_string(text: &str) -> *mut c_char {
 }
 
 /// The snapshot page every worker shares, mapped before the agent forks them; None if the
-/// kernel refuses (the workers then keep per-process caches).
+/// kernel refuses (the workers then keep per-worker caches).
 fn map_shared_snapshot() -> Option<&'static SharedSnapshot> {
     // SAFETY: SharedSnapshot is atomic integers only, for which all-zero bytes are a valid,
     // empty record, and it holds no pointers: it may live in memory shared by processes.
@@ -205,7 +205,7 @@ pub extern "C" fn zbx_module_init() -> c_int {
 }
 
 /// Called when the agent shuts down. Nothing to release: no files are held open between
-/// calls and the per-process buffer goes with the process.
+/// calls and the worker state goes with the process.
 #[no_mangle]
 pub extern "C" fn zbx_module_uninit() -> c_int {
     guard(
