@@ -79,7 +79,7 @@ pub const KEYS: &[KeyEntry] = &[
     KeyEntry {
         metric: "tcp_summary",
         usage: "linux_status[tcp_summary,<laddr>,<lport>,<raddr>,<rport>]",
-        description: "Every state and TOTAL, then the listening ports and listen-queue counters, as one JSON object from one scan.",
+        description: "Every state and TOTAL, then the listening ports and listen-queue counters, as one JSON object from one pass over the sockets.",
         filters: true,
         sample: "linux_status[tcp_summary]",
         parse: |rest, _| {
