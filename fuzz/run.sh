@@ -107,8 +107,17 @@ seed_key_grammar() {
     emit 'listen_stats'
     emit 'tcp_ext\x00ListenOverflows'
     emit 'tcp_ext\x00NoSuchCounter'
-    emit 'info'
     emit 'INFO\x00x'
+    # Every key's sample (tests/lib/keys.json, rendered from the key registry), as parameters.
+    local sample
+    while IFS= read -r sample; do
+        emit "$sample"
+    done < <("$PYTHON_FOR_SEEDS" -c '
+import json, sys
+for key in json.load(open(sys.argv[1]))["keys"]:
+    inner = key["sample"][len("linux_status["):-1]
+    print(inner.replace(",", "\\x00"))
+' "$ROOT/tests/lib/keys.json")
     echo "$i"
 }
 

@@ -6,11 +6,21 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use linux_status::proc::{ProcSources, Scanner};
-use linux_status::{count_states, Deadline, StateCounts};
+use linux_status::{Deadline, StateCounts};
 
 #[path = "common/fixture_expected.rs"]
 mod fixture_expected;
 use fixture_expected::{parse_expected, Expected};
+
+/// Every socket of both tables counted by state, in one /proc scan (what the proc backend
+/// does for an unfiltered count).
+fn count_states(sources: &ProcSources, deadline: Deadline) -> Result<StateCounts, String> {
+    let mut counts = StateCounts::default();
+    Scanner::default()
+        .scan(sources, deadline, |socket| counts.add_raw(socket.state()))
+        .map_err(|error| error.to_string())?;
+    Ok(counts)
+}
 
 fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")

@@ -1,5 +1,5 @@
-//! Fuzz target: the key grammar (`key::parse_params`) and the whole item path
-//! (`item::answer`, `item::execute`) on any parameter list.
+//! Fuzz target: the key grammar (`parse_params`) and the whole answer path (`answer`) on any
+//! parameter list.
 //!
 //! The input is a list of parameters, each ended by a NUL byte (the agent hands the module
 //! NUL-terminated C strings, so a parameter never contains NUL); bytes after the last NUL
@@ -7,22 +7,24 @@
 //! parameters), "\0" is `linux_status[]` (one empty parameter).
 //!
 //! The tables are the fixture tests/fixtures/mixed-small (plus a small netstat), never the
-//! machine's /proc: the process's settings are fixed to a copy of it before the first input,
-//! and `execute` is given the same sources. Checked: no panic; `answer` agrees with
-//! `parse_params` + `execute`; an error message is non-empty, NUL-free and at most
-//! MAX_MESSAGE bytes whatever the input size; a text value is NUL-free; an unfiltered state
-//! count equals the fixture's `expected` count, a filtered one is at most that; only a
-//! `tcp_ext` request may fail on the fixture (unknown counter).
+//! machine's /proc: the sources are a copy of it, as LINUX_STATUS_PROC_NET_DIR names them
+//! (which forces the /proc backend). Checked: no panic; an error message is non-empty,
+//! NUL-free and at most MAX_MESSAGE bytes whatever the input size; a text value is NUL-free;
+//! an unfiltered state count equals the fixture's `expected` count, a filtered one is at most
+//! that; a second answer by the same worker (its caches warm) is the first one; which
+//! requests may fail on the fixture is an exhaustive match on the request ([`may_fail`]), so a
+//! new key must say.
 #![no_main]
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use linux_status::proc::ProcSources;
+use linux_status::settings::Tables;
 use linux_status::{
-    answer, execute, parse_params, Backend, Context, Deadline, ItemRequest, ItemValue, TcpState,
+    answer, parse_params, Backend, Context, Deadline, FilterParams, ItemRequest, ItemValue,
+    NoEvents, PortParam, Process, TcpState, Worker,
 };
 
 #[path = "../../tests/common/fixture_expected.rs"]
@@ -40,13 +42,13 @@ IpExt: InNoRoutes InTruncatedPkts\n\
 IpExt: 0 0\n";
 
 struct Fixture {
-    sources: ProcSources,
+    tables: Tables,
     counts: Vec<(TcpState, u64)>,
+    process: Process,
 }
 
 /// mixed-small's tcp and tcp6 plus NETSTAT, copied into a private temporary directory that
-/// becomes the process's sources (as LINUX_STATUS_PROC_NET_DIR would), with no module
-/// configuration (defaults; the directory forces the proc backend).
+/// becomes the sources (as LINUX_STATUS_PROC_NET_DIR would).
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
@@ -63,27 +65,35 @@ fn fixture() -> &'static Fixture {
         let Expected::Counts(counts) = parse_expected(&text, "mixed-small/expected") else {
             panic!("mixed-small/expected lists counts");
         };
-        // An empty configuration file of our own: the defaults, whatever the host has.
-        let config = dir.join("linux_status.conf");
-        std::fs::write(&config, "").expect("write module configuration");
-        let settings = linux_status::init(
-            Some(dir.clone().into_os_string()),
-            Some(config.into_os_string()),
-            || None,
-        )
-        .expect("settings");
-        assert_eq!(
-            settings.sources,
-            ProcSources::in_dir(&dir),
-            "sources fixed to the fixture"
-        );
+        let tables = Tables::from_dir(Some(dir.into_os_string()));
         // The fixture directory forces the /proc backend.
-        assert_eq!(settings.backend(), Backend::Proc);
+        assert_eq!(tables.backend(Backend::Auto), Backend::Proc);
         Fixture {
-            sources: settings.sources.clone(),
+            tables,
             counts,
+            process: Process::new(),
         }
     })
+}
+
+/// Which requests may fail on a valid fixture: a TcpExt counter name may be missing, and a
+/// service name unknown to the resolver (names are resolved when answering).
+fn may_fail(request: &ItemRequest) -> bool {
+    let names_a_service = |filter: &FilterParams| {
+        [&filter.local_port, &filter.remote_port]
+            .iter()
+            .any(|port| matches!(port, Some(PortParam::Service { .. })))
+    };
+    match request {
+        ItemRequest::TcpExt { .. } => true,
+        ItemRequest::TcpStatus { filter, .. } | ItemRequest::TcpSummary { filter } => {
+            names_a_service(filter)
+        }
+        ItemRequest::ListenDiscovery
+        | ItemRequest::ListenStats
+        | ItemRequest::Version
+        | ItemRequest::Info => false,
+    }
 }
 
 fn check_message(message: &str, params: &[&[u8]]) {
@@ -104,49 +114,51 @@ fuzz_target!(|input: &[u8]| {
         params.pop();
     }
 
-    let parsed = parse_params(&params);
-    let answered = answer(&params);
-    let request = match parsed {
+    let request = match parse_params(&params) {
         Err(error) => {
             check_message(error.message(), &params);
-            assert_eq!(answered, Err(error.message().to_owned()));
             return;
         }
         Ok(request) => request,
     };
     let context = Context {
-        sources: &fixture.sources,
-        backend: Backend::Proc,
-        snapshot_lifetime: Duration::ZERO,
+        sources: &fixture.tables.sources,
+        backend: fixture.tables.backend(Backend::Auto),
+        snapshot_lifetime: Duration::from_secs(60),
         shared_snapshot: None,
+        process: &fixture.process,
         deadline: Deadline::none(),
         settings_from: "",
         settings_present: false,
+        api_version: 2,
+        events: &NoEvents,
     };
-    let executed = execute(&request, &context);
+    // One worker for every input, as an agent worker keeps its state between requests.
+    static WORKER: Mutex<Option<Worker>> = Mutex::new(None);
+    let mut held = WORKER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let worker = held.get_or_insert_with(Worker::default);
+    let first = answer(&request, &context, worker).map_err(|error| error.to_string());
+    let again = answer(&request, &context, worker).map_err(|error| error.to_string());
     if request == ItemRequest::Info {
-        // info reports the context it ran in (settings source, lifetime), which differs here
-        // on purpose: both must be the JSON object.
-        for text in [&answered, &executed] {
-            let Ok(ItemValue::Text(text)) = text else {
-                panic!("info failed: {text:?}");
-            };
-            assert!(
-                text.starts_with("{\"version\":\"")
-                    && text.contains("\"api_version\":2,")
-                    && text.ends_with('}'),
-                "{text}"
-            );
-        }
+        let Ok(ItemValue::Text(text)) = &first else {
+            panic!("info failed: {first:?}");
+        };
+        assert!(
+            text.starts_with("{\"version\":\"")
+                && text.contains("\"api_version\":2,")
+                && text.ends_with('}'),
+            "{text}"
+        );
         return;
     }
-    assert_eq!(answered, executed, "answer vs execute for {params:?}");
-    match executed {
+    assert_eq!(first, again, "a second answer for {params:?}");
+    match first {
         Err(message) => {
             check_message(&message, &params);
-            // Only a TcpExt counter name may be missing from a valid fixture.
             assert!(
-                matches!(request, ItemRequest::TcpExt { .. }),
+                may_fail(&request),
                 "{request:?} failed on the fixture: {message}"
             );
         }

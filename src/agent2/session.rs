@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 use super::frame::{self, FrameReader, ReadError};
 use super::message::{self, Request, Response, Severity};
 use super::options;
+use crate::model::text::quote;
 
 /// What the protocol needs from the plugin behind it.
 pub trait Handler: Send + Sync + 'static {
@@ -53,11 +54,22 @@ pub trait Handler: Send + Sync + 'static {
     fn metrics(&self) -> &[(&'static str, &'static str)];
     /// Checks the plugin's configuration section, as `Name=Value` lines (registration run).
     fn validate(&self, config_text: &str) -> Result<(), String>;
-    /// Applies it (serving run); an error is logged by the session.
-    fn configure(&self, config_text: &str) -> Result<(), String>;
-    /// Answers one request within `due.budget`; the value is sent as text.
-    fn export(&self, key: &str, params: &[String], due: Due) -> Result<String, String>;
+    /// Applies it (serving run); an error is logged by the session. `log` sends a line to
+    /// the agent's log.
+    fn configure(&self, config_text: &str, log: &Log<'_>) -> Result<(), String>;
+    /// Answers one request within `due.budget`; the value is sent as text. `log` sends a
+    /// line to the agent's log.
+    fn export(
+        &self,
+        key: &str,
+        params: &[String],
+        due: Due,
+        log: &Log<'_>,
+    ) -> Result<String, String>;
 }
+
+/// Sends one line to the agent's log (agent 2's Log message), at a severity.
+pub type Log<'a> = dyn Fn(Severity, &str) + 'a;
 
 /// How long an export request may take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -309,6 +321,9 @@ where
         let request = match message::decode(body) {
             Ok(request) => request,
             Err(error) => {
+                // serde's text may echo what the agent sent: bounded and escaped, as every
+                // echoed value is.
+                let error = quote(error.to_string().as_bytes());
                 sender.log(
                     Severity::Warning,
                     &format!("linux_status: ignored a malformed message: {error}"),
@@ -355,8 +370,9 @@ where
                 if let Some(seconds) = timeout.filter(|&s| s > 0) {
                     configured_timeout.store(seconds, Ordering::Relaxed);
                 }
+                let log = |severity: Severity, line: &str| sender.log(severity, line);
                 let applied = options::to_config_text(&options)
-                    .and_then(|text| guarded(|| handler.configure(&text)));
+                    .and_then(|text| guarded(|| handler.configure(&text, &log)));
                 if let Err(error) = applied {
                     sender.log(Severity::Critical, &error);
                 }
@@ -457,7 +473,8 @@ fn work<H: Handler, W: Write>(
                 budget,
                 timeout_seconds: job.timeout_seconds,
             };
-            guarded(|| handler.export(&job.key, &job.parameters, due))
+            let log = |severity: Severity, line: &str| sender.log(severity, line);
+            guarded(|| handler.export(&job.key, &job.parameters, due, &log))
         };
         sender.send(&Response::Export {
             id: job.id,
@@ -513,10 +530,16 @@ mod tests {
                 Ok(())
             }
         }
-        fn configure(&self, text: &str) -> Result<(), String> {
+        fn configure(&self, text: &str, _: &Log<'_>) -> Result<(), String> {
             self.validate(text)
         }
-        fn export(&self, key: &str, params: &[String], due: Due) -> Result<String, String> {
+        fn export(
+            &self,
+            key: &str,
+            params: &[String],
+            due: Due,
+            _: &Log<'_>,
+        ) -> Result<String, String> {
             match params.first().map(String::as_str) {
                 Some("slow") => {
                     thread::sleep(Duration::from_millis(400));

@@ -1,15 +1,15 @@
 //! Per-listening-port aggregation: which ports have LISTEN sockets, how deep their accept
 //! queues are, and how many sockets per state have each such port as their local port.
 //!
-//! The work is done in the scan's single pass with constant memory: two 64 Ki-bit port
-//! bitmaps and a 64 Ki-entry port -> slot index, allocated once per process, plus one entry
+//! The work is done in the walk's single pass with constant memory: two 64 Ki-bit port
+//! bitmaps and a 64 Ki-entry port -> entry index, allocated once per worker, plus one entry
 //! per listening port. A connection is attributed to its local port only if that port is
 //! already known to listen when the connection is seen. The kernel lists listeners before
 //! connections in each table, and an accepted connection lives in the same table as its
 //! listener, so one pass is exact in practice; when a connection's port turns out to listen
 //! only later in the stream (say a closed IPv4 listener whose connections remain, on a port
 //! that also has an IPv6 listener), [`ListenTable::needs_second_pass`] says so and the
-//! caller scans again with every listening port known up front.
+//! caller walks again with every listening port known up front.
 
 use crate::model::socket::SocketView;
 use crate::model::state::{StateCounts, TcpState};
@@ -29,7 +29,7 @@ pub struct PortStats {
     pub states: StateCounts,
 }
 
-/// The per-process aggregation table.
+/// A worker's aggregation table.
 pub struct ListenTable {
     /// slot_of_port[p] = index + 1 into `ports`, 0 for none.
     slot_of_port: Box<[u32]>,

@@ -21,7 +21,7 @@
 //! - **Claim.** A worker that finds no fresh snapshot tries to claim the refresh with a
 //!   compare-and-swap of `claim` from 0 (or from a claim older than the agent's Timeout: its
 //!   worker died or is stopped) to its *token*, the time it claimed, which is also the time its
-//!   scan starts. The winner scans; the others wait for its result instead of walking too.
+//!   walk starts. The winner walks; the others wait for its result instead of walking too.
 //!   Release is a compare-and-swap from the holder's own token to 0, so a worker whose claim
 //!   was taken over cannot clear its successor's. Tokens of live holders never collide: a
 //!   takeover happens only after the Timeout has passed since the old token, so the new one is
@@ -29,15 +29,15 @@
 //! - **Publish** is a sequence lock entered by a compare-and-swap of `sequence` from even to
 //!   odd: two writers can never both be inside, and a writer that finds the section taken
 //!   simply does not publish (its caller still gets its own counts). Inside, the counts are
-//!   written only if their scan started later than the published one's, so a resumed stale
+//!   written only if their walk started later than the published one's, so a resumed stale
 //!   writer never replaces newer counts with older. Leaving sets `sequence` even again.
 //! - **Read.** A reader copies `taken_at` and the counts between two loads of `sequence` and
 //!   retries (a few times) if it was odd or moved: it never sees a torn table.
-//! - **Age.** `taken_at` is when the scan *started*, so a value served as fresh is at most
-//!   `SnapshotLifetime` older than the sockets it counts, never lifetime plus one scan.
+//! - **Age.** `taken_at` is when the walk *started*, so a value served as fresh is at most
+//!   `SnapshotLifetime` older than the sockets it counts, never lifetime plus one walk.
 //!
 //! What it cannot do: a writer killed inside the few stores of the publish section leaves
-//! `sequence` odd; every later request then scans for itself (still exact) until the agent
+//! `sequence` odd; every later request then walks for itself (still exact) until the agent
 //! restarts, which it does anyway when a worker dies.
 //!
 //! Times are nanoseconds on one monotonic clock shared by the workers, plus one so that zero
@@ -49,7 +49,7 @@ use loom::sync::atomic::{fence, AtomicU64, Ordering};
 #[cfg(not(loom))]
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
-use crate::model::state::{StateMask, TcpState, STATE_SLOTS};
+use crate::model::state::{StateMask, TcpState, TABLE_LEN};
 
 /// Slot 0 (all states) and one slot per kernel state number 1..=11.
 pub const SLOTS: usize = 12;
@@ -61,15 +61,15 @@ pub struct SharedSnapshot {
     slots: [Slot; SLOTS],
 }
 
-/// The numbers one slot publishes: [`crate::model::state::StateCounts::to_slots`].
-pub type Table<const N: usize = STATE_SLOTS> = [u64; N];
+/// The numbers one slot publishes: [`crate::model::state::StateCounts::to_table`].
+pub type Table<const N: usize = TABLE_LEN> = [u64; N];
 
 /// One published table of `N` numbers with its sequence lock and claim (the protocol does
 /// not depend on `N`; the model checks use a narrow table to keep the search small).
 #[repr(C)]
-pub struct Slot<const N: usize = STATE_SLOTS> {
+pub struct Slot<const N: usize = TABLE_LEN> {
     sequence: AtomicU64,
-    /// When the scan of the published counts started; 0 = never published.
+    /// When the walk of the published counts started; 0 = never published.
     taken_at: AtomicU64,
     /// The token of the worker refreshing this slot; 0 = nobody is.
     claim: AtomicU64,
@@ -120,10 +120,7 @@ impl SharedSnapshot {
             mask != wanted
                 && mask != listen
                 && self.slot(mask).is_some_and(|slot| {
-                    !slot.unclaimed()
-                        || slot
-                            .read()
-                            .is_some_and(|(taken_at, _)| now.saturating_sub(taken_at) <= lifetime)
+                    !slot.unclaimed() || slot.read_fresh(now, lifetime).is_some()
                 })
         });
         if together {
@@ -142,16 +139,16 @@ impl Default for SharedSnapshot {
 
 /// What a worker should do about a count.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Lookup<const N: usize = STATE_SLOTS> {
+pub enum Lookup<const N: usize = TABLE_LEN> {
     /// A fresh snapshot: use it.
     Fresh(Table<N>),
-    /// This worker now holds the claim: scan, then [`Slot::finish`] or [`Slot::release`].
+    /// This worker now holds the claim: walk, then [`Slot::finish`] or [`Slot::release`].
     Refresh(Claim),
-    /// Another worker is scanning: wait a little and look again.
+    /// Another worker is walking: wait a little and look again.
     Wait,
 }
 
-/// A held claim. Its token is also the start time of the scan it stands for.
+/// A held claim. Its token is also the start time of the walk it stands for.
 #[derive(Debug, PartialEq, Eq)]
 #[must_use = "a claim is released with Slot::finish or Slot::release"]
 pub struct Claim {
@@ -159,7 +156,7 @@ pub struct Claim {
 }
 
 impl Claim {
-    /// When the claim was taken: the start of its scan.
+    /// When the claim was taken: the start of its walk.
     pub fn taken_at(&self) -> u64 {
         self.token
     }
@@ -175,13 +172,11 @@ impl<const N: usize> Slot<N> {
         }
     }
 
-    /// Reads a snapshot whose scan started no more than `lifetime` before `now`, else claims
+    /// Reads a snapshot whose walk started no more than `lifetime` before `now`, else claims
     /// the refresh or says to wait. A claim older than `stale_after` is taken over.
     pub fn lookup(&self, now: u64, lifetime: u64, stale_after: u64) -> Lookup<N> {
-        if let Some((taken_at, counts)) = self.read() {
-            if now.saturating_sub(taken_at) <= lifetime {
-                return Lookup::Fresh(counts);
-            }
+        if let Some(counts) = self.read_fresh(now, lifetime) {
+            return Lookup::Fresh(counts);
         }
         let token = now.max(1);
         let mut held = self.claim.load(Ordering::Acquire);
@@ -203,7 +198,14 @@ impl<const N: usize> Slot<N> {
         Lookup::Wait
     }
 
-    /// The published counts and the start time of their scan, if any were published and no
+    /// The published counts if they are fresh: see [`fresh`].
+    pub fn read_fresh(&self, now: u64, lifetime: u64) -> Option<Table<N>> {
+        self.read()
+            .filter(|(taken_at, _)| fresh(*taken_at, now, lifetime))
+            .map(|(_, counts)| counts)
+    }
+
+    /// The published counts and the start time of their walk, if any were published and no
     /// writer kept the table busy through a few retries.
     pub fn read(&self) -> Option<(u64, Table<N>)> {
         for _ in 0..8 {
@@ -227,8 +229,8 @@ impl<const N: usize> Slot<N> {
         None
     }
 
-    /// Publishes counts whose scan started at `taken_at` (a claim's token, or the start of a
-    /// scan made without one). Returns true if they are now the published ones: false when
+    /// Publishes counts whose walk started at `taken_at` (a claim's token, or the start of a
+    /// walk made without one). Returns true if they are now the published ones: false when
     /// another writer was inside the section or newer counts were already there.
     pub fn publish(&self, counts: &Table<N>, taken_at: u64) -> bool {
         let taken_at = taken_at.max(1);
@@ -262,14 +264,14 @@ impl<const N: usize> Slot<N> {
         newer
     }
 
-    /// Publishes the counts of a claim's scan and gives the claim up.
+    /// Publishes the counts of a claim's walk and gives the claim up.
     pub fn finish(&self, claim: Claim, counts: &Table<N>) -> bool {
         let published = self.publish(counts, claim.token);
         self.release(claim);
         published
     }
 
-    /// Gives a claim up without publishing (the scan failed). A claim taken over by another
+    /// Gives a claim up without publishing (the walk failed). A claim taken over by another
     /// worker is left to that worker.
     pub fn release(&self, claim: Claim) {
         let _ = self
@@ -286,6 +288,13 @@ impl<const N: usize> Slot<N> {
     pub fn unclaimed(&self) -> bool {
         self.claim.load(Ordering::Acquire) == 0
     }
+}
+
+/// The freshness rule, for the shared slots and the per-worker cache alike: counts whose walk
+/// started at `taken_at` still answer at `now` if no more than `lifetime` has passed (one
+/// clock, any unit).
+pub fn fresh(taken_at: u64, now: u64, lifetime: u64) -> bool {
+    now.saturating_sub(taken_at) <= lifetime
 }
 
 fn spin() {
@@ -305,7 +314,7 @@ mod tests {
 
     /// A table where every number is `n`: a torn copy mixes two values.
     fn uniform(n: u64) -> Table {
-        [n; STATE_SLOTS]
+        [n; TABLE_LEN]
     }
 
     fn claim(lookup: Lookup) -> Claim {
@@ -329,7 +338,7 @@ mod tests {
         assert_eq!(
             slot.lookup(10 + SECOND, SECOND, 3 * SECOND),
             Lookup::Fresh(uniform(5)),
-            "fresh up to the lifetime, counted from the scan's start"
+            "fresh up to the lifetime, counted from the walk's start"
         );
         assert!(
             matches!(
@@ -510,7 +519,7 @@ mod loom_model {
         }
     }
 
-    /// A worker at time `now`: use a fresh table, or claim, "scan" and publish.
+    /// A worker at time `now`: use a fresh table, or claim, "walk" and publish.
     fn worker(slot: &Narrow, now: u64) {
         match slot.lookup(now, LIFETIME, STALE) {
             Lookup::Fresh(counts) => {

@@ -3,9 +3,12 @@
 //!
 //! The agent starts this executable as `<path> <socket> <true|false>`; it dials the socket
 //! and speaks the protocol of `linux_status::agent2` with it. This file wires that protocol
-//! to the same core the module calls (`item::answer_in`), takes the settings from the
+//! to the same core the module calls (`linux_status::answer`), takes the settings from the
 //! agent's configuration (`Plugins.LinuxStatus.Backend`, `...SnapshotLifetime`, parsed by
-//! the module's own parser), and owns the process: signals and when to exit.
+//! the module's own parser), and owns the process: its state (the shared snapshot, what
+//! the fallback rule learned, one worker state per thread), signals and when to exit. The
+//! core's errors are rendered here (a time-out names the agent's own Timeout) and its events
+//! go to agent 2's log as Log messages.
 //!
 //! When to exit is the tricky part. Agent 2 before protocol 6.4 (Debian 12's 6.0.14) reaps
 //! plugin processes in two places at once, a SIGCHLD listener calling `wait4(-1)` and its
@@ -28,37 +31,47 @@ use std::io::{ErrorKind, Read};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use linux_status::agent2::message::Severity;
 use linux_status::agent2::options::SOURCE_NAME;
-use linux_status::agent2::session::{self, Due, Ending, Handler, Limits};
+use linux_status::agent2::session::{self, Due, Ending, Handler, Limits, Log};
+use linux_status::module::MODULE_API_VERSION;
 use linux_status::os::{effective_uid, peer_credentials};
-use linux_status::proc::ProcSources;
-use linux_status::settings::PROC_NET_DIR_VARIABLE;
+use linux_status::settings::{Tables, PROC_NET_DIR_VARIABLE};
 use linux_status::{
-    answer_in, parse_config as parse, probe_auto_fallback, quote, Backend, Config, Context,
-    Deadline, ItemValue, SharedSnapshot,
+    answer, parse_config as parse, parse_params, probe_auto_fallback, quote, AnswerError, Config,
+    Context, Deadline, Event, EventSink, ItemValue, Process, SharedSnapshot, Worker,
 };
 
 const NAME: &str = "LinuxStatus";
 const KEY: &str = "linux_status";
-/// Agent 2 refuses to start on a description that does not end with a dot.
-const METRICS: &[(&str, &str)] = &[(
-    KEY,
-    "TCP connection states, listening ports and TCP counters: tcp_status, tcp_summary, listen_discovery, listen_stats, tcp_ext, version, info.",
-)];
+
+/// The one key's registration: its description names every registry key (and ends with a
+/// dot, without which agent 2 refuses to start). Made once per process, for the process.
+fn metrics() -> [(&'static str, &'static str); 1] {
+    [(
+        KEY,
+        Box::leak(linux_status::registry::plugin_description().into_boxed_str()),
+    )]
+}
 
 /// The plugin behind the protocol: the module's core with the agent's settings.
 struct Plugin {
-    sources: ProcSources,
-    /// LINUX_STATUS_PROC_NET_DIR named the sources: the /proc backend is forced (netlink
-    /// cannot be pointed at files), as in the module.
-    sources_are_files: bool,
+    /// /proc/net, or the directory LINUX_STATUS_PROC_NET_DIR names (which forces the /proc
+    /// backend, as in the module).
+    tables: Tables,
+    /// What the fallback rule learned in this process, and the snapshots' clock.
+    process: Process,
+    /// Worker states not in use: a worker thread takes one for a request (or makes one) and
+    /// gives it back, so there are at most as many as the session has worker threads.
+    workers: Mutex<Vec<Worker>>,
     /// The configuration from the configure request; an error is every export's answer.
     config: RwLock<Result<Config, String>>,
     /// One snapshot for all worker threads, so requests arriving together share a scan.
     shared: &'static SharedSnapshot,
+    metrics: [(&'static str, &'static str); 1],
 }
 
 fn parse_config(text: &str) -> Result<Config, String> {
@@ -71,20 +84,21 @@ impl Handler for Plugin {
     }
 
     fn metrics(&self) -> &[(&'static str, &'static str)] {
-        METRICS
+        &self.metrics
     }
 
     fn validate(&self, config_text: &str) -> Result<(), String> {
         parse_config(config_text).map(drop)
     }
 
-    fn configure(&self, config_text: &str) -> Result<(), String> {
+    fn configure(&self, config_text: &str, log: &Log<'_>) -> Result<(), String> {
         let parsed = parse_config(config_text);
         let result = parsed.as_ref().map(drop).map_err(Clone::clone);
         // The agent configures the plugin when it starts it, before any request: the moment
         // the module's probe at init corresponds to (files as sources force /proc).
-        if let (Ok(config), false) = (&parsed, self.sources_are_files) {
-            probe_auto_fallback(config.backend);
+        if let Ok(config) = &parsed {
+            let events = AgentLog(log);
+            probe_auto_fallback(&self.context(config, Deadline::none(), &events));
         }
         if let Ok(mut config) = self.config.write() {
             *config = parsed;
@@ -92,7 +106,13 @@ impl Handler for Plugin {
         result
     }
 
-    fn export(&self, key: &str, params: &[String], due: Due) -> Result<String, String> {
+    fn export(
+        &self,
+        key: &str,
+        params: &[String],
+        due: Due,
+        log: &Log<'_>,
+    ) -> Result<String, String> {
         if key != KEY {
             return Err(format!(
                 "Unsupported item key \"{}\" (this plugin has {KEY}).",
@@ -104,37 +124,61 @@ impl Handler for Plugin {
             Err(_) => return Err("Internal error: configuration lock poisoned.".into()),
         };
         let params: Vec<&[u8]> = params.iter().map(|param| param.as_bytes()).collect();
-        let context = Context {
-            sources: &self.sources,
-            backend: if self.sources_are_files {
-                Backend::Proc
-            } else {
-                config.backend
-            },
-            snapshot_lifetime: config.snapshot_lifetime,
-            shared_snapshot: Some(self.shared),
-            deadline: Deadline::after(due.budget),
-            settings_from: SOURCE_NAME,
-            settings_present: true,
-        };
-        match answer_in(&params, &context) {
+        let request = parse_params(&params).map_err(|error| error.message().to_owned())?;
+        let events = AgentLog(log);
+        let context = self.context(&config, Deadline::after(due.budget), &events);
+        let mut worker = self
+            .workers
+            .lock()
+            .ok()
+            .and_then(|mut idle| idle.pop())
+            .unwrap_or_default();
+        let answered = answer(&request, &context, &mut worker);
+        if let Ok(mut idle) = self.workers.lock() {
+            idle.push(worker);
+        }
+        match answered {
             Ok(ItemValue::Unsigned(value)) => Ok(value.to_string()),
             Ok(ItemValue::Text(text)) => Ok(text),
-            Err(message) => Err(name_the_agent_timeout(message, due)),
+            Err(error) => Err(render(&error, due)),
         }
     }
 }
 
-/// The core's timeout messages name the deadline's budget in whole seconds ("ran past the
-/// agent Timeout of 2 s"); the plugin's budget is the agent's timeout less a margin for the
-/// answer's trip back, so the message is made to name the agent's own figure.
-fn name_the_agent_timeout(message: String, due: Due) -> String {
-    let budget = format!("the agent Timeout of {} s", due.budget.as_secs());
-    let agent = format!("the agent Timeout of {} s", due.timeout_seconds);
-    if budget == agent {
-        message
-    } else {
-        message.replace(&budget, &agent)
+impl Plugin {
+    fn context<'a>(
+        &'a self,
+        config: &Config,
+        deadline: Deadline,
+        events: &'a dyn EventSink,
+    ) -> Context<'a> {
+        Context {
+            sources: &self.tables.sources,
+            backend: self.tables.backend(config.backend),
+            snapshot_lifetime: config.snapshot_lifetime,
+            shared_snapshot: Some(self.shared),
+            process: &self.process,
+            deadline,
+            settings_from: SOURCE_NAME,
+            settings_present: true,
+            api_version: MODULE_API_VERSION,
+            events,
+        }
+    }
+}
+
+/// The core's error as agent 2 shows it: a time-out names the agent's own Timeout, not the
+/// budget the plugin gave the core (that Timeout less a margin for the answer's trip back).
+fn render(error: &AnswerError, due: Due) -> String {
+    error.message_with_timeout(due.timeout_seconds)
+}
+
+/// The core's events, as agent 2 Log messages (the agent writes them to its log).
+struct AgentLog<'a>(&'a Log<'a>);
+
+impl EventSink for AgentLog<'_> {
+    fn report(&self, event: &Event<'_>) {
+        (self.0)(Severity::Warning, &event.to_string());
     }
 }
 
@@ -184,15 +228,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let proc_net_dir = std::env::var_os(PROC_NET_DIR_VARIABLE).filter(|dir| !dir.is_empty());
     let plugin = Plugin {
-        sources: match &proc_net_dir {
-            Some(dir) => ProcSources::in_dir(Path::new(dir)),
-            None => ProcSources::system(),
-        },
-        sources_are_files: proc_net_dir.is_some(),
+        tables: Tables::from_dir(std::env::var_os(PROC_NET_DIR_VARIABLE)),
+        process: Process::new(),
+        workers: Mutex::new(Vec::new()),
         config: RwLock::new(Ok(Config::default())),
         shared: Box::leak(Box::default()),
+        metrics: metrics(),
     };
     let ending = session::run(Arc::new(plugin), reader, writer, Limits::default());
     match ending {
@@ -257,12 +299,17 @@ mod tests {
 
     fn plugin() -> Plugin {
         Plugin {
-            sources: ProcSources::system(),
-            sources_are_files: false,
+            tables: Tables::from_dir(None),
+            process: Process::new(),
+            workers: Mutex::new(Vec::new()),
             config: RwLock::new(Ok(Config::default())),
             shared: Box::leak(Box::default()),
+            metrics: metrics(),
         }
     }
+
+    /// Drops the lines the plugin would log.
+    fn quiet(_: Severity, _: &str) {}
 
     #[test]
     fn timeout_messages_name_the_agent_timeout() {
@@ -270,19 +317,21 @@ mod tests {
             budget: Duration::from_millis(2750),
             timeout_seconds: 3,
         };
+        let error = AnswerError::TimedOut {
+            stopped: "Scan of /proc/net/tcp stopped after 9 lines".into(),
+            budget: due.budget,
+        };
         assert_eq!(
-            name_the_agent_timeout(
-                "Scan of /proc/net/tcp stopped after 9 lines: it ran past the agent Timeout of 2 s.".into(),
-                due
-            ),
+            render(&error, due),
             "Scan of /proc/net/tcp stopped after 9 lines: it ran past the agent Timeout of 3 s."
         );
-        assert_eq!(name_the_agent_timeout("other".into(), due), "other");
+        assert_eq!(render(&AnswerError::Source("other".into()), due), "other");
     }
 
     #[test]
     fn every_description_ends_with_a_dot() {
-        assert!(METRICS
+        assert!(plugin()
+            .metrics()
             .iter()
             .all(|(_, description)| description.ends_with('.')));
     }
@@ -310,12 +359,14 @@ mod tests {
     #[test]
     fn a_bad_configuration_is_every_answer() {
         let plugin = plugin();
-        assert!(plugin.configure("SnapshotLifetime=-1").is_err());
-        let error = plugin.export(KEY, &["version".into()], DUE).unwrap_err();
+        assert!(plugin.configure("SnapshotLifetime=-1", &quiet).is_err());
+        let error = plugin
+            .export(KEY, &["version".into()], DUE, &quiet)
+            .unwrap_err();
         assert!(error.contains("SnapshotLifetime must be"), "{error}");
-        assert_eq!(plugin.configure(""), Ok(()));
+        assert_eq!(plugin.configure("", &quiet), Ok(()));
         assert_eq!(
-            plugin.export(KEY, &["version".into()], DUE),
+            plugin.export(KEY, &["version".into()], DUE, &quiet),
             Ok(env!("CARGO_PKG_VERSION").to_owned())
         );
     }
@@ -324,10 +375,13 @@ mod tests {
     fn errors_are_the_module_errors() {
         let plugin = plugin();
         let params = ["tcp_status".to_owned(), "NOPE".to_owned()];
-        let expected = linux_status::answer(&[b"tcp_status", b"NOPE"]).unwrap_err();
-        assert_eq!(plugin.export(KEY, &params, DUE), Err(expected));
+        let expected = parse_params(&[b"tcp_status", b"NOPE"])
+            .unwrap_err()
+            .message()
+            .to_owned();
+        assert_eq!(plugin.export(KEY, &params, DUE, &quiet), Err(expected));
         assert!(plugin
-            .export("other", &[], DUE)
+            .export("other", &[], DUE, &quiet)
             .unwrap_err()
             .contains("Unsupported item key"));
     }

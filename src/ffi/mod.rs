@@ -15,21 +15,96 @@
 //! - parameters are never written to; they are copied out as byte slices for the call.
 
 mod abi;
-// The stress test forks real processes over std atomics; loom builds model the protocol.
-#[cfg(all(test, not(loom)))]
-mod snapshot_stress;
+pub mod startup;
 
+use std::cell::RefCell;
 use std::ffi::{c_char, c_int, c_uint, CStr};
+use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
-use std::io::Write;
+use once_cell::sync::OnceCell;
 
+use crate::answer::error::{Event, EventSink};
 use crate::answer::snapshot::SharedSnapshot;
-use crate::answer::{self, ItemValue};
-use crate::setup::{config, settings};
+use crate::answer::{self, Context, ItemValue, Process, Worker};
+use crate::model::deadline::Deadline;
+use crate::request::key::parse_params;
+use crate::setup::config;
+use crate::setup::settings::{self, Settings, DEFAULT_TIMEOUT_SECONDS};
 
 pub use abi::{zbx_agent_request, zbx_agent_result, zbx_metric};
+
+/// The module's process state. The C ABI forces it to be global: the agent calls plain
+/// functions with no context pointer. Fixed in `zbx_module_init`, before the agent forks its
+/// workers, so each worker starts with what the main process found (a netlink refusal
+/// included); a worker that later finds netlink refused records it in its own copy.
+struct Module {
+    settings: Settings,
+    process: Process,
+    /// The snapshot page every worker shares, if the kernel mapped it.
+    shared: Option<&'static SharedSnapshot>,
+}
+
+static MODULE: OnceCell<Module> = OnceCell::new();
+/// The agent's Timeout, from `zbx_module_item_timeout` (before the fork, like init).
+static TIMEOUT_SECONDS: AtomicU32 = AtomicU32::new(DEFAULT_TIMEOUT_SECONDS);
+
+thread_local! {
+    /// The calling worker's buffers and caches. An agent worker is one process calling items
+    /// from one thread; a thread-local keeps that true for any caller.
+    static WORKER: RefCell<Worker> = RefCell::new(Worker::default());
+}
+
+/// The module's settings, or the defaults if init never ran (a test harness).
+fn module() -> &'static Module {
+    MODULE.get_or_init(|| Module {
+        settings: Settings::defaults(),
+        process: Process::new(),
+        shared: None,
+    })
+}
+
+/// The module's events go to stderr, which the agent sends to its log file (or, under
+/// systemd, to the journal); a closed or full stderr is ignored (`eprintln!` would panic
+/// there, and a log line is not worth an item).
+struct AgentLog;
+
+impl EventSink for AgentLog {
+    fn report(&self, event: &Event<'_>) {
+        let _ = writeln!(std::io::stderr(), "{event}");
+    }
+}
+
+/// Answers one item with the module's state: parse, answer, render the error.
+fn answer_item(params: &[&[u8]]) -> Result<ItemValue, String> {
+    let request = parse_params(params).map_err(|error| error.message().to_owned())?;
+    let module = module();
+    let settings = &module.settings;
+    let settings_from = settings.config_path.path.to_string_lossy();
+    // The agent's Timeout, already at least one second (zbx_module_item_timeout).
+    let timeout = Duration::from_secs(u64::from(TIMEOUT_SECONDS.load(Ordering::Relaxed)));
+    let context = Context {
+        sources: &settings.tables.sources,
+        backend: settings.backend(),
+        snapshot_lifetime: settings.config.snapshot_lifetime,
+        shared_snapshot: module.shared,
+        process: &module.process,
+        deadline: Deadline::after(timeout),
+        settings_from: &settings_from,
+        settings_present: settings.config_present,
+        api_version: startup::MODULE_API_VERSION,
+        events: &AgentLog,
+    };
+    WORKER.with(|cell| {
+        let mut worker = cell
+            .try_borrow_mut()
+            .map_err(|_| "Internal error: the worker state is already in use.".to_owned())?;
+        answer::answer(&request, &context, &mut worker).map_err(|error| error.to_string())
+    })
+}
 
 /// Runs `body`; on a panic writes `message` to stderr and returns `on_panic()`, which must
 /// not panic itself (it only returns a constant or stores a fixed text).
@@ -77,7 +152,7 @@ fn malloc_c_string(text: &str) -> *mut c_char {
 }
 
 /// The snapshot page every worker shares, mapped before the agent forks them; None if the
-/// kernel refuses (the workers then keep per-process caches).
+/// kernel refuses (the workers then keep per-worker caches).
 fn map_shared_snapshot() -> Option<&'static SharedSnapshot> {
     // SAFETY: SharedSnapshot is atomic integers only, for which all-zero bytes are a valid,
     // empty record, and it holds no pointers: it may live in memory shared by processes.
@@ -91,24 +166,30 @@ pub extern "C" fn zbx_module_api_version() -> c_int {
 }
 
 // The number linux_status[info] reports is the one the agent is told.
-const _: () = assert!(abi::ZBX_MODULE_API_VERSION == answer::MODULE_API_VERSION);
+const _: () = assert!(abi::ZBX_MODULE_API_VERSION == startup::MODULE_API_VERSION);
 
 /// Called in the agent's main process, before it forks the workers: reads the module
 /// configuration (a bad or unreadable file makes the agent refuse to start, with our message
 /// on its stderr/log), checks which backend answers and logs one line saying so. Calling it
-/// again changes nothing (the shared page is mapped once).
+/// again changes nothing (the settings are fixed and the shared page mapped once).
 #[no_mangle]
 pub extern "C" fn zbx_module_init() -> c_int {
     guard(
         || {
-            let settings = answer::init(
-                std::env::var_os(settings::PROC_NET_DIR_VARIABLE),
-                std::env::var_os(config::CONFIG_PATH_VARIABLE),
-                map_shared_snapshot,
-            );
-            match settings {
-                Ok(_) => {
-                    let line = answer::probe_backend();
+            let loaded = MODULE.get_or_try_init(|| {
+                Settings::load(
+                    std::env::var_os(settings::PROC_NET_DIR_VARIABLE),
+                    std::env::var_os(config::CONFIG_PATH_VARIABLE),
+                )
+                .map(|settings| Module {
+                    settings,
+                    process: Process::new(),
+                    shared: map_shared_snapshot(),
+                })
+            });
+            match loaded {
+                Ok(module) => {
+                    let line = startup::probe_backend(&module.settings, &module.process);
                     let _ = writeln!(std::io::stderr(), "{line}");
                     abi::ZBX_MODULE_OK
                 }
@@ -124,7 +205,7 @@ pub extern "C" fn zbx_module_init() -> c_int {
 }
 
 /// Called when the agent shuts down. Nothing to release: no files are held open between
-/// calls and the per-process buffer goes with the process.
+/// calls and the worker state goes with the process.
 #[no_mangle]
 pub extern "C" fn zbx_module_uninit() -> c_int {
     guard(
@@ -138,7 +219,13 @@ pub extern "C" fn zbx_module_uninit() -> c_int {
 #[no_mangle]
 pub extern "C" fn zbx_module_item_timeout(timeout: c_int) {
     guard(
-        || settings::set_timeout_seconds(timeout),
+        || {
+            let seconds = settings::agent_timeout(timeout).as_secs();
+            TIMEOUT_SECONDS.store(
+                u32::try_from(seconds).unwrap_or(u32::MAX),
+                Ordering::Relaxed,
+            )
+        },
         PANIC_ELSEWHERE,
         || (),
     )
@@ -184,8 +271,7 @@ unsafe extern "C" fn linux_status_item(
         || {
             // SAFETY: the agent passes a valid request whose params stay alive and
             // unmodified for the whole call; read_params checks nulls and counts.
-            let outcome =
-                unsafe { read_params(request) }.and_then(|params| answer::answer(&params));
+            let outcome = unsafe { read_params(request) }.and_then(|params| answer_item(&params));
             // SAFETY: `result` is non-null and points to the agent's zero-filled result, at
             // least 64 bytes long, which the agent does not touch during the call.
             store_outcome(unsafe { &mut *result }, outcome)

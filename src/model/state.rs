@@ -158,8 +158,8 @@ impl fmt::Display for TcpState {
     }
 }
 
-/// How many numbers [`StateCounts::to_slots`] gives.
-pub const STATE_SLOTS: usize = 13;
+/// How many numbers [`StateCounts::to_table`] gives.
+pub const TABLE_LEN: usize = 13;
 
 /// Socket counts per state, plus sockets whose `st` is not one of the eleven real states
 /// (a future kernel's addition must not break the known counts, nor be silently lost).
@@ -174,7 +174,7 @@ impl StateCounts {
     #[inline]
     pub fn add_raw(&mut self, kernel_number: u8) {
         match self.by_kernel_number.get_mut(usize::from(kernel_number)) {
-            Some(slot) if kernel_number != 0 => *slot += 1,
+            Some(count) if kernel_number != 0 => *count += 1,
             _ => self.other += 1,
         }
     }
@@ -194,19 +194,19 @@ impl StateCounts {
     }
 
     /// The counts as plain numbers (for sharing them between agent workers).
-    pub fn to_slots(&self) -> [u64; STATE_SLOTS] {
-        let mut slots = [0; STATE_SLOTS];
-        slots[..12].copy_from_slice(&self.by_kernel_number);
-        slots[12] = self.other;
-        slots
+    pub fn to_table(&self) -> [u64; TABLE_LEN] {
+        let mut table = [0; TABLE_LEN];
+        table[..12].copy_from_slice(&self.by_kernel_number);
+        table[12] = self.other;
+        table
     }
 
-    pub fn from_slots(slots: [u64; STATE_SLOTS]) -> StateCounts {
+    pub fn from_table(table: [u64; TABLE_LEN]) -> StateCounts {
         let mut by_kernel_number = [0; 12];
-        by_kernel_number.copy_from_slice(&slots[..12]);
+        by_kernel_number.copy_from_slice(&table[..12]);
         StateCounts {
             by_kernel_number,
-            other: slots[12],
+            other: table[12],
         }
     }
 }
@@ -356,7 +356,7 @@ mod tests {
         assert_eq!(counts.get(TcpState::Closing), 0);
         assert_eq!(counts.other(), 3);
         assert_eq!(counts.total(), 7);
-        let round_trip = StateCounts::from_slots(counts.to_slots());
+        let round_trip = StateCounts::from_table(counts.to_table());
         assert_eq!(round_trip, counts);
     }
 }

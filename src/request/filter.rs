@@ -13,20 +13,14 @@
 //! matches every IPv4 address and the IPv6 ones in ::/64); /0 matches the IPv6 addresses that
 //! are not IPv4, as the built-in item does.
 
-use std::cell::RefCell;
 use std::net::IpAddr;
 
 use crate::model::socket::{Endpoint, SocketView};
-use crate::model::text::trim_spaces;
+use crate::model::text::{quote, trim_spaces};
+use crate::request::key::KeyError;
 
 /// How many service names a worker remembers (items name a handful).
-const SERVICE_CACHE_SLOTS: usize = 32;
-
-thread_local! {
-    /// Names already resolved by this worker, hits and misses alike: the resolver may read a
-    /// file or ask a directory service, which a poll every few seconds should not repeat.
-    static SERVICE_CACHE: RefCell<Vec<(Box<str>, Option<u16>)>> = const { RefCell::new(Vec::new()) };
-}
+const SERVICE_CACHE_ENTRIES: usize = 32;
 
 /// An address or network to match.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -180,26 +174,72 @@ impl SocketFilter {
         port.is_none_or(|port| port == endpoint.port)
             && address.is_none_or(|filter| filter.matches(endpoint.address))
     }
+}
+
+/// A port parameter as written: a number, or a service name resolved when the request is
+/// answered (the resolver may read a file or ask a directory service: not a parser's job).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PortParam {
+    Number(u16),
+    /// The name, trimmed, and which parameter it was ("local port"), for the message.
+    Service {
+        name: Box<str>,
+        what: &'static str,
+    },
+}
+
+/// The `<laddr>,<lport>,<raddr>,<rport>` parameters as parsed, service names unresolved.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FilterParams {
+    pub local_address: Option<AddressFilter>,
+    pub local_port: Option<PortParam>,
+    pub remote_address: Option<AddressFilter>,
+    pub remote_port: Option<PortParam>,
+}
+
+impl FilterParams {
+    /// True when no parameter restricts anything.
+    pub fn is_any(&self) -> bool {
+        *self == FilterParams::default()
+    }
 
     /// Parses up to four parameters `<laddr>,<lport>,<raddr>,<rport>` (missing ones = any).
-    pub fn from_params(params: &[&[u8]]) -> Result<SocketFilter, String> {
+    pub fn from_params(params: &[&[u8]]) -> Result<FilterParams, String> {
         let param = |index: usize| params.get(index).map_or(&b""[..], |p| trim_spaces(p));
-        Ok(SocketFilter {
+        Ok(FilterParams {
             local_address: parse_address(param(0), "local address")?,
             local_port: parse_port(param(1), "local port")?,
             remote_address: parse_address(param(2), "remote address")?,
             remote_port: parse_port(param(3), "remote port")?,
         })
     }
+
+    /// The filter, with service names resolved through the worker's cache.
+    pub fn resolve(&self, services: &mut ServiceCache) -> Result<SocketFilter, KeyError> {
+        let mut port = |param: &Option<PortParam>| match param {
+            None => Ok(None),
+            Some(PortParam::Number(port)) => Ok(Some(*port)),
+            Some(PortParam::Service { name, what }) => match services.port(name) {
+                Some(port) => Ok(Some(port)),
+                None => Err(KeyError::new(invalid_port(
+                    name.as_bytes(),
+                    what,
+                    "unknown service name",
+                ))),
+            },
+        };
+        Ok(SocketFilter {
+            local_address: self.local_address,
+            local_port: port(&self.local_port)?,
+            remote_address: self.remote_address,
+            remote_port: port(&self.remote_port)?,
+        })
+    }
 }
 
 fn as_text<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, String> {
-    std::str::from_utf8(bytes).map_err(|_| {
-        format!(
-            "Invalid {what} \"{}\": not valid UTF-8 text.",
-            crate::model::text::quote(bytes)
-        )
-    })
+    std::str::from_utf8(bytes)
+        .map_err(|_| format!("Invalid {what} \"{}\": not valid UTF-8 text.", quote(bytes)))
 }
 
 fn parse_address(bytes: &[u8], what: &str) -> Result<Option<AddressFilter>, String> {
@@ -210,50 +250,59 @@ fn parse_address(bytes: &[u8], what: &str) -> Result<Option<AddressFilter>, Stri
     AddressFilter::parse(text).map(Some).map_err(|problem| {
         format!(
             "Invalid {what} \"{}\": {problem}; expected an IPv4/IPv6 address or CIDR such as 10.0.0.0/8 or fd00::/8, or empty for any.",
-            crate::model::text::quote(bytes)
+            quote(bytes)
         )
     })
 }
 
-fn parse_port(bytes: &[u8], what: &str) -> Result<Option<u16>, String> {
+fn invalid_port(bytes: &[u8], what: &str, problem: &str) -> String {
+    format!(
+        "Invalid {what} \"{}\": {problem}; expected a number 0-65535 or a TCP service name the system knows (/etc/services), or empty for any.",
+        quote(bytes)
+    )
+}
+
+fn parse_port(bytes: &[u8], what: &'static str) -> Result<Option<PortParam>, String> {
     if bytes.is_empty() {
         return Ok(None);
     }
     let text = as_text(bytes, what)?;
-    let invalid = |problem: &str| {
-        format!(
-            "Invalid {what} \"{}\": {problem}; expected a number 0-65535 or a TCP service name the system knows (/etc/services), or empty for any.",
-            crate::model::text::quote(bytes)
-        )
-    };
     if text.bytes().all(|b| b.is_ascii_digit()) {
         // Port 0 means "any", as in net.tcp.socket.count (no TCP socket is connected to or
         // from port 0; a LISTEN socket's remote side shows 0 and is still counted).
         return match text.parse::<u16>() {
             Ok(0) => Ok(None),
-            Ok(port) => Ok(Some(port)),
-            Err(_) => Err(invalid("out of range")),
+            Ok(port) => Ok(Some(PortParam::Number(port))),
+            Err(_) => Err(invalid_port(bytes, what, "out of range")),
         };
     }
-    service_port(text)
-        .map(Some)
-        .ok_or_else(|| invalid("unknown service name"))
+    Ok(Some(PortParam::Service {
+        name: text.into(),
+        what,
+    }))
 }
 
-/// The TCP port of a service name, through this worker's cache.
-fn service_port(name: &str) -> Option<u16> {
-    SERVICE_CACHE.with(|cell| {
-        let mut cache = cell.borrow_mut();
-        if let Some((_, port)) = cache.iter().find(|(known, _)| &**known == name) {
+/// Service names a worker already resolved, hits and misses alike: a poll every few seconds
+/// should not ask the resolver again. At most [`SERVICE_CACHE_ENTRIES`] names (the oldest
+/// goes first).
+#[derive(Debug, Default)]
+pub struct ServiceCache {
+    entries: Vec<(Box<str>, Option<u16>)>,
+}
+
+impl ServiceCache {
+    /// The TCP port of a service name.
+    pub fn port(&mut self, name: &str) -> Option<u16> {
+        if let Some((_, port)) = self.entries.iter().find(|(known, _)| &**known == name) {
             return *port;
         }
         let port = crate::sys::services::tcp_service_port(name);
-        if cache.len() == SERVICE_CACHE_SLOTS {
-            cache.remove(0);
+        if self.entries.len() == SERVICE_CACHE_ENTRIES {
+            self.entries.remove(0);
         }
-        cache.push((name.into(), port));
+        self.entries.push((name.into(), port));
         port
-    })
+    }
 }
 
 #[cfg(test)]
@@ -343,7 +392,9 @@ mod tests {
 
     fn params(list: &[&str]) -> Result<SocketFilter, String> {
         let bytes: Vec<&[u8]> = list.iter().map(|p| p.as_bytes()).collect();
-        SocketFilter::from_params(&bytes)
+        FilterParams::from_params(&bytes)?
+            .resolve(&mut ServiceCache::default())
+            .map_err(|error| error.message().to_owned())
     }
 
     #[test]

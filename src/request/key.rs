@@ -9,36 +9,19 @@ use std::fmt;
 
 use crate::model::state::TcpState;
 use crate::model::text::{quote, trim_spaces};
-use crate::request::filter::SocketFilter;
+use crate::request::registry::{self, KEYS};
 
-/// What an item asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ItemRequest {
-    /// `linux_status[tcp_status,<state>,<laddr>,<lport>,<raddr>,<rport>]`.
-    TcpStatus {
-        state: TcpState,
-        filter: SocketFilter,
-    },
-    /// `linux_status[tcp_summary,<laddr>,<lport>,<raddr>,<rport>]`: every state as JSON.
-    TcpSummary { filter: SocketFilter },
-    /// `linux_status[listen_discovery]`: LLD JSON of the listening ports.
-    ListenDiscovery,
-    /// `linux_status[listen_stats]`: per listening port data, plus listen-queue counters.
-    ListenStats,
-    /// `linux_status[tcp_ext,<counter>]`: one TcpExt counter of /proc/net/netstat.
-    TcpExt { counter: String },
-    /// `linux_status[version]`: the module's version, to check what an agent has loaded.
-    Version,
-    /// `linux_status[info]`: JSON of the version, the backend configured and in use, and the
-    /// settings in force, so a server can see how a host answers.
-    Info,
-}
+pub use crate::request::registry::ItemRequest;
 
 /// A rejected key, with the message for the admin.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyError(String);
 
 impl KeyError {
+    pub fn new(message: String) -> KeyError {
+        KeyError(message)
+    }
+
     pub fn message(&self) -> &str {
         &self.0
     }
@@ -52,27 +35,11 @@ impl fmt::Display for KeyError {
 
 impl std::error::Error for KeyError {}
 
-/// Every first parameter, with the key shape it takes (shown in errors).
-const METRICS: [(&str, &str); 7] = [
-    (
-        "tcp_status",
-        "linux_status[tcp_status,<state>,<laddr>,<lport>,<raddr>,<rport>]",
-    ),
-    (
-        "tcp_summary",
-        "linux_status[tcp_summary,<laddr>,<lport>,<raddr>,<rport>]",
-    ),
-    ("listen_discovery", "linux_status[listen_discovery]"),
-    ("listen_stats", "linux_status[listen_stats]"),
-    ("tcp_ext", "linux_status[tcp_ext,<counter>]"),
-    ("version", "linux_status[version]"),
-    ("info", "linux_status[info]"),
-];
-
 /// The longest TcpExt counter name accepted (kernel names are under 40 bytes).
 const COUNTER_NAME_MAX: usize = 64;
 
-/// Parses the parameter list of a `linux_status` key.
+/// Parses the parameter list of a `linux_status` key: the first parameter picks the registry
+/// entry, whose own function parses the rest.
 pub fn parse_params(params: &[&[u8]]) -> Result<ItemRequest, KeyError> {
     let Some(&first) = params.first() else {
         return Err(missing_first_parameter());
@@ -81,10 +48,7 @@ pub fn parse_params(params: &[&[u8]]) -> Result<ItemRequest, KeyError> {
     if metric.is_empty() {
         return Err(missing_first_parameter());
     }
-    let Some((name, usage)) = METRICS
-        .iter()
-        .find(|(name, _)| metric.eq_ignore_ascii_case(name.as_bytes()))
-    else {
+    let Some(entry) = registry::find(metric) else {
         return Err(KeyError(format!(
             "Unknown first parameter \"{}\": expected {}.",
             quote(first),
@@ -92,6 +56,7 @@ pub fn parse_params(params: &[&[u8]]) -> Result<ItemRequest, KeyError> {
         )));
     };
     let rest = &params[1..];
+    let (name, usage) = (entry.metric, entry.usage);
     let limit = usage.matches(',').count();
     if rest.len() > limit {
         return Err(KeyError(format!(
@@ -99,29 +64,12 @@ pub fn parse_params(params: &[&[u8]]) -> Result<ItemRequest, KeyError> {
             rest.len()
         )));
     }
-    let filter = |params: &[&[u8]]| SocketFilter::from_params(params).map_err(KeyError);
-    match *name {
-        "tcp_status" => {
-            let state = parse_state(rest.first().copied().unwrap_or(b""), usage)?;
-            Ok(ItemRequest::TcpStatus {
-                state,
-                filter: filter(rest.get(1..).unwrap_or(&[]))?,
-            })
-        }
-        "tcp_summary" => Ok(ItemRequest::TcpSummary {
-            filter: filter(rest)?,
-        }),
-        "listen_discovery" => Ok(ItemRequest::ListenDiscovery),
-        "listen_stats" => Ok(ItemRequest::ListenStats),
-        "tcp_ext" => parse_counter(rest.first().copied().unwrap_or(b""), usage),
-        "info" => Ok(ItemRequest::Info),
-        _ => Ok(ItemRequest::Version),
-    }
+    (entry.parse)(rest, usage)
 }
 
 fn metric_names() -> String {
-    let names: Vec<&str> = METRICS.iter().map(|(name, _)| *name).collect();
-    format!("one of {}, as in {}", names.join(", "), METRICS[0].1)
+    let names: Vec<&str> = KEYS.iter().map(|entry| entry.metric).collect();
+    format!("one of {}, as in {}", names.join(", "), KEYS[0].usage)
 }
 
 fn missing_first_parameter() -> KeyError {
@@ -131,7 +79,8 @@ fn missing_first_parameter() -> KeyError {
     ))
 }
 
-fn parse_state(name: &[u8], usage: &str) -> Result<TcpState, KeyError> {
+/// A `<state>` parameter (registry parse functions use it).
+pub(crate) fn parse_state(name: &[u8], usage: &str) -> Result<TcpState, KeyError> {
     if trim_spaces(name).is_empty() {
         return Err(KeyError(format!(
             "Missing TCP state: use {usage}. Valid states: {}.",
@@ -147,7 +96,8 @@ fn parse_state(name: &[u8], usage: &str) -> Result<TcpState, KeyError> {
     })
 }
 
-fn parse_counter(name: &[u8], usage: &str) -> Result<ItemRequest, KeyError> {
+/// A TcpExt `<counter>` parameter (registry parse functions use it).
+pub(crate) fn parse_counter(name: &[u8], usage: &str) -> Result<ItemRequest, KeyError> {
     let name = trim_spaces(name);
     if name.is_empty() {
         return Err(KeyError(format!(
@@ -168,6 +118,7 @@ fn parse_counter(name: &[u8], usage: &str) -> Result<ItemRequest, KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::filter::{FilterParams, PortParam};
 
     fn parse(params: &[&str]) -> Result<ItemRequest, KeyError> {
         let bytes: Vec<&[u8]> = params.iter().map(|p| p.as_bytes()).collect();
@@ -181,7 +132,7 @@ mod tests {
     fn status(state: TcpState) -> ItemRequest {
         ItemRequest::TcpStatus {
             state,
-            filter: SocketFilter::default(),
+            filter: FilterParams::default(),
         }
     }
 
@@ -212,7 +163,7 @@ mod tests {
         match request {
             ItemRequest::TcpStatus { state, filter } => {
                 assert_eq!(state, TcpState::Established);
-                assert_eq!(filter.local_port, Some(80));
+                assert_eq!(filter.local_port, Some(PortParam::Number(80)));
                 assert_eq!(filter.remote_port, None);
             }
             other => panic!("{other:?}"),
@@ -229,12 +180,12 @@ mod tests {
         assert_eq!(
             parse(&["tcp_summary"]),
             Ok(ItemRequest::TcpSummary {
-                filter: SocketFilter::default()
+                filter: FilterParams::default()
             })
         );
         assert!(matches!(
             parse(&["tcp_summary", "", "", "", "22"]),
-            Ok(ItemRequest::TcpSummary { filter }) if filter.remote_port == Some(22)
+            Ok(ItemRequest::TcpSummary { filter }) if filter.remote_port == Some(PortParam::Number(22))
         ));
         assert_eq!(
             parse(&["listen_discovery"]),

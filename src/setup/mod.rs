@@ -1,6 +1,6 @@
-//! Setup: the module's configuration file ([`config`]) and the per-process settings fixed
-//! before the agent forks its workers ([`settings`]): sources, backend, Timeout, and what a
-//! fallback left behind.
+//! Setup: the module's configuration file ([`config`]) and the settings a front end loads
+//! ([`settings`]): where the tables are read, the backend, the agent's Timeout. Pure
+//! configuration: parsed and validated, owned by the front ends, never global.
 //!
 //! Imports: the model and the sources (where the tables are read from).
 

@@ -16,4 +16,7 @@ ls_arm64_rust
 export RUSTC="$LS_ARM64_RUSTC"
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="$LS_QEMU_AARCH64 -L $LS_ARM64_SYSROOT"
 # A bound on the emulated run: a hang fails the step instead of stalling CI.
-timeout 600 cargo-zigbuild test --quiet --locked --lib --target aarch64-unknown-linux-gnu.2.17
+# tests/snapshot_processes.rs (forked workers over the shared page; it was ffi::snapshot_stress
+# inside the library) runs here too.
+timeout 600 cargo-zigbuild test --quiet --locked --lib --test snapshot_processes \
+    --target aarch64-unknown-linux-gnu.2.17

@@ -8,8 +8,9 @@
 //!
 //! - `floor`: opens and reads /proc/net/tcp and /proc/net/tcp6 to the end through one
 //!   64 KiB buffer, discarding the bytes (the cost any /proc reader must pay); value = bytes.
-//! - `answer<TAB>p1<TAB>p2...`: `linux_status::answer::answer(&[p1, p2, ...])`, the module's
-//!   handler without the agent; value = the item value.
+//! - `answer<TAB>p1<TAB>p2...`: `parse_params(&[p1, p2, ...])` then `linux_status::answer`
+//!   with the module's settings and one worker state, the module's handler without the
+//!   agent; value = the item value.
 //! - `zbx<TAB>port<TAB>key`: one Zabbix passive check against 127.0.0.1:port: connect, send
 //!   `ZBXD\x01` + u64 LE length + key, read the reply to EOF, close with an RST (SO_LINGER 0)
 //!   so neither side keeps a TIME_WAIT socket that would grow the table being measured;
@@ -29,7 +30,8 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
-use linux_status::{answer, ItemValue};
+use linux_status::settings::{self, Settings};
+use linux_status::{answer, parse_params, Context, Deadline, ItemValue, NoEvents, Process, Worker};
 
 const FLOOR_BUFFER: usize = 64 * 1024;
 /// The `Timeout` bench/run writes into its agents' configuration.
@@ -57,9 +59,31 @@ fn floor(buffer: &mut [u8]) -> Result<String, String> {
     Ok(total.to_string())
 }
 
-fn module(params: &[&str]) -> Result<String, String> {
+/// What an agent worker holds: the module's settings and process state, its worker state.
+struct Module {
+    settings: Settings,
+    process: Process,
+    worker: Worker,
+}
+
+fn module(module: &mut Module, params: &[&str]) -> Result<String, String> {
     let raw: Vec<&[u8]> = params.iter().map(|p| p.as_bytes()).collect();
-    match answer(&raw)? {
+    let request = parse_params(&raw).map_err(|error| error.message().to_owned())?;
+    let settings = &module.settings;
+    let settings_from = settings.config_path.path.to_string_lossy();
+    let context = Context {
+        sources: &settings.tables.sources,
+        backend: settings.backend(),
+        snapshot_lifetime: settings.config.snapshot_lifetime,
+        shared_snapshot: None,
+        process: &module.process,
+        deadline: Deadline::after(settings::agent_timeout(AGENT_TIMEOUT_SECONDS)),
+        settings_from: &settings_from,
+        settings_present: settings.config_present,
+        api_version: linux_status::module::MODULE_API_VERSION,
+        events: &NoEvents,
+    };
+    match answer(&request, &context, &mut module.worker).map_err(|error| error.to_string())? {
         ItemValue::Unsigned(n) => Ok(n.to_string()),
         ItemValue::Text(text) => Ok(text),
     }
@@ -139,25 +163,30 @@ fn one_line(text: &str) -> String {
 }
 
 /// What `zbx_module_init` + `zbx_module_item_timeout` do in an agent, minus the agent.
-fn init() -> Result<String, String> {
-    use linux_status::settings;
-    let settings = linux_status::init(None, std::env::var_os("LINUX_STATUS_CONFIG"), || None)
+fn init() -> Result<(Module, String), String> {
+    let settings = Settings::load(None, std::env::var_os("LINUX_STATUS_CONFIG"))
         .map_err(|error| error.to_string())?;
-    settings::set_timeout_seconds(AGENT_TIMEOUT_SECONDS);
-    let line = linux_status::probe_backend();
-    Ok(format!(
+    let process = Process::new();
+    let line = linux_status::module::probe_backend(&settings, &process);
+    let text = format!(
         "config={} backend={} source={} snapshot_lifetime_ms={} ({line})",
         settings.config_path.path.display(),
         settings.config.backend,
-        settings::source_in_use(settings.backend()),
+        process.source_in_use(settings.backend()),
         settings.config.snapshot_lifetime.as_millis()
-    ))
+    );
+    let module = Module {
+        settings,
+        process,
+        worker: Worker::default(),
+    };
+    Ok((module, text))
 }
 
 fn main() {
-    let (status, text) = match init() {
-        Ok(text) => ("ready", text),
-        Err(text) => ("err", text),
+    let (mut state, status, text) = match init() {
+        Ok((module, text)) => (Some(module), "ready", text),
+        Err(text) => (None, "err", text),
     };
     println!("{status}\t0\t0\t{}", one_line(&text));
     let mut buffer = vec![0u8; FLOOR_BUFFER];
@@ -170,7 +199,10 @@ fn main() {
         let started = Instant::now();
         let result = match fields[0] {
             "floor" => floor(&mut buffer),
-            "answer" => module(&fields[1..]),
+            "answer" => match &mut state {
+                Some(state) => module(state, &fields[1..]),
+                None => Err("the module's settings did not load".to_owned()),
+            },
             "zbx" if fields.len() == 3 => match fields[1].parse::<u16>() {
                 Ok(port) => passive_check(port, fields[2]),
                 Err(_) => Err(format!("bad port {:?}", fields[1])),

@@ -21,7 +21,7 @@
 //! the caller gets an error, never the partial count.
 //!
 //! The wire format is assembled and parsed here as bytes (safe code); the socket calls are
-//! in `ffi::netlink_socket`.
+//! in `sys::netlink_socket`.
 
 use std::fmt;
 use std::io;
@@ -144,7 +144,7 @@ impl fmt::Display for NetlinkError {
 }
 
 /// Lists every TCP socket in `states`, IPv4 then IPv6, into `on_socket`. `buffer` is the
-/// per-process read buffer (at least 32 KiB: the kernel's dump datagrams are smaller).
+/// worker's read buffer (at least 32 KiB: the kernel's dump datagrams are smaller).
 pub fn dump<F>(
     states: StateMask,
     deadline: Deadline,

@@ -1,7 +1,7 @@
 //! Reading /proc/net/tcp and /proc/net/tcp6 through one reused buffer, under a deadline.
 //!
-//! This is the only I/O in the module. The buffer is allocated once per process and reused
-//! by every scan; the parser borrows lines from it, so a scan allocates nothing per socket.
+//! The buffer is allocated once per worker (it lives in the worker's state, `answer::Worker`,
+//! and netlink dumps borrow it too) and reused by every scan; the parser borrows lines from it, so a scan allocates nothing per socket.
 //! The kernel returns at most one page per read(), so the buffer size only bounds the
 //! longest line, not the number of system calls.
 //!
@@ -96,7 +96,7 @@ impl fmt::Display for ScanError {
 
 impl std::error::Error for ScanError {}
 
-/// Owns the per-process read buffer.
+/// Owns a worker's read buffer.
 pub struct Scanner {
     buffer: Box<[u8]>,
 }

@@ -1,17 +1,48 @@
 //! The shared-snapshot protocol on the real mapping, across real processes: forked workers
 //! while the claimant of the moment is stopped with SIGSTOP and resumed (the loom models in
 //! `answer::snapshot` cover the interleavings; this covers processes, signals and the page).
-//! Here because it needs `fork`, `kill` and `waitpid`, which only the FFI and OS layers may
-//! call.
+//! A test crate of its own: it needs `fork`, `kill` and `waitpid`, which the library allows
+//! only in its FFI and OS layers. Not built for the loom models (they model the protocol).
+#![cfg(not(loom))]
 
-use crate::answer::snapshot::{Lookup, Slot};
-use crate::model::state::{StateMask, STATE_SLOTS};
+use linux_status::snapshot::{Lookup, SharedSnapshot, Slot, StateMask, TABLE_LEN};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// Zero-filled `MAP_SHARED` memory for one `T`, as the module maps its snapshot page before
+/// the agent forks its workers.
+///
+/// # Safety
+/// All-zero bytes must be a valid `T`, and `T` only atomics.
+unsafe fn map_shared_zeroed<T>() -> Option<&'static T> {
+    // SAFETY: an anonymous mapping with no address hint touches no existing memory; the
+    // result is checked against MAP_FAILED before use.
+    let memory = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            std::mem::size_of::<T>(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if memory == libc::MAP_FAILED {
+        return None;
+    }
+    // SAFETY: page-aligned, large enough, zero-filled (valid by the caller's guarantee),
+    // never unmapped.
+    Some(unsafe { &*memory.cast::<T>() })
+}
+
+fn map_shared_snapshot() -> Option<&'static SharedSnapshot> {
+    // SAFETY: SharedSnapshot is atomic integers only; all-zero is an empty record.
+    unsafe { map_shared_zeroed::<SharedSnapshot>() }
+}
+
 #[test]
 fn the_page_is_a_usable_snapshot() {
-    let shared = super::map_shared_snapshot().expect("mmap");
+    let shared = map_shared_snapshot().expect("mmap");
     let slot = shared.slot(StateMask::ALL).unwrap();
     match slot.lookup(1, 10, 10) {
         Lookup::Refresh(claim) => slot.release(claim),
@@ -65,7 +96,7 @@ fn worker(slot: &Slot, stats: &Stats, origin: Instant) {
                     .store(unsafe { libc::getpid() }, Ordering::Relaxed);
                 stats.scans.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(SCAN);
-                let counts = [claim.taken_at(); STATE_SLOTS];
+                let counts = [claim.taken_at(); TABLE_LEN];
                 slot.finish(claim, &counts);
             }
             Lookup::Wait => {
@@ -75,7 +106,7 @@ fn worker(slot: &Slot, stats: &Stats, origin: Instant) {
                     let started = now();
                     stats.unclaimed_scans.fetch_add(1, Ordering::Relaxed);
                     std::thread::sleep(Duration::from_millis(2));
-                    slot.publish(&[started; STATE_SLOTS], started);
+                    slot.publish(&[started; TABLE_LEN], started);
                 }
             }
         }
@@ -94,10 +125,10 @@ fn signal(pid: i32, signal: i32) {
 /// lifetime.
 #[test]
 fn forked_workers_through_stopped_claimants_and_takeovers() {
-    let shared = super::map_shared_snapshot().expect("mmap");
+    let shared = map_shared_snapshot().expect("mmap");
     let slot = shared.slot(StateMask::ALL).unwrap();
     // SAFETY: Stats is atomics only; all-zero is its Default.
-    let stats = unsafe { crate::sys::shared_memory::map_shared_zeroed::<Stats>() }.expect("mmap");
+    let stats = unsafe { map_shared_zeroed::<Stats>() }.expect("mmap");
     let origin = Instant::now();
     let mut children = Vec::new();
     for _ in 0..WORKERS {

@@ -1,0 +1,267 @@
+//! The key registry: every `linux_status[...]` key in one table, the one source of truth for
+//! what keys exist.
+//!
+//! Each [`KeyEntry`] holds the first parameter (the metric name), the key's usage as error
+//! messages show it, a description for admins (ending with a dot: agent 2 refuses a plugin
+//! description without one), whether it takes the `<laddr>,<lport>,<raddr>,<rport>` filters,
+//! a sample key any Linux host answers, and the function that parses its other parameters into
+//! an [`ItemRequest`]. The parser ([`super::key::parse_params`]) dispatches through that
+//! function, so there is no catch-all arm a new key could fall into; the answer layer matches
+//! [`ItemRequest`] exhaustively, so a new variant without an answer does not build.
+//!
+//! Rendered from this table (and compared with the committed files by tests/generated.rs,
+//! which rewrites them under `LS_REGENERATE=1`): tests/lib/keys.json (the Python suites' key
+//! list, also read by fuzz/run.sh for its seeds), the README key table, the metric lines of
+//! fuzz/dict/key_grammar.dict; at compile time: the plugin's description.
+
+use crate::model::state::TcpState;
+use crate::request::filter::FilterParams;
+use crate::request::key::{parse_counter, parse_state, KeyError};
+
+/// What an item asks for: one variant per registry entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ItemRequest {
+    /// `linux_status[tcp_status,<state>,<laddr>,<lport>,<raddr>,<rport>]`.
+    TcpStatus {
+        state: TcpState,
+        filter: FilterParams,
+    },
+    /// `linux_status[tcp_summary,<laddr>,<lport>,<raddr>,<rport>]`: every state as JSON.
+    TcpSummary { filter: FilterParams },
+    /// `linux_status[listen_discovery]`: LLD JSON of the listening ports.
+    ListenDiscovery,
+    /// `linux_status[listen_stats]`: per listening port data, plus listen-queue counters.
+    ListenStats,
+    /// `linux_status[tcp_ext,<counter>]`: one TcpExt counter of /proc/net/netstat.
+    TcpExt { counter: String },
+    /// `linux_status[version]`: the module's version, to check what an agent has loaded.
+    Version,
+    /// `linux_status[info]`: JSON of the version, the backend configured and in use, and the
+    /// settings in force, so a server can see how a host answers.
+    Info,
+}
+
+/// Parses the parameters after the first (at most as many as `usage` has commas: checked
+/// before) into the request; `usage` is the entry's own, for messages.
+pub type ParseRest = fn(rest: &[&[u8]], usage: &str) -> Result<ItemRequest, KeyError>;
+
+/// One key.
+#[derive(Clone, Copy)]
+pub struct KeyEntry {
+    /// The first parameter (matched ignoring ASCII case and trailing spaces).
+    pub metric: &'static str,
+    /// The whole key with its parameters, as messages and docs show it.
+    pub usage: &'static str,
+    /// For admins: what it returns; ends with a dot.
+    pub description: &'static str,
+    /// Takes `<laddr>,<lport>,<raddr>,<rport>` (Zabbix `net.tcp.socket.count` semantics).
+    pub filters: bool,
+    /// A key every Linux host answers (the suites query each one).
+    pub sample: &'static str,
+    pub parse: ParseRest,
+}
+
+/// Every key, in the order messages and docs list them.
+pub const KEYS: &[KeyEntry] = &[
+    KeyEntry {
+        metric: "tcp_status",
+        usage: "linux_status[tcp_status,<state>,<laddr>,<lport>,<raddr>,<rport>]",
+        description: "The number of TCP sockets (IPv4 and IPv6) in one state, optionally filtered by local and remote address and port.",
+        filters: true,
+        sample: "linux_status[tcp_status,LISTEN]",
+        parse: |rest, usage| {
+            Ok(ItemRequest::TcpStatus {
+                state: parse_state(rest.first().copied().unwrap_or(b""), usage)?,
+                filter: filter(rest.get(1..).unwrap_or(&[]))?,
+            })
+        },
+    },
+    KeyEntry {
+        metric: "tcp_summary",
+        usage: "linux_status[tcp_summary,<laddr>,<lport>,<raddr>,<rport>]",
+        description: "Every state and TOTAL, then the listening ports and listen-queue counters, as one JSON object from one pass over the sockets.",
+        filters: true,
+        sample: "linux_status[tcp_summary]",
+        parse: |rest, _| {
+            Ok(ItemRequest::TcpSummary {
+                filter: filter(rest)?,
+            })
+        },
+    },
+    KeyEntry {
+        metric: "listen_discovery",
+        usage: "linux_status[listen_discovery]",
+        description: "Low-level discovery JSON: one row per listening TCP port.",
+        filters: false,
+        sample: "linux_status[listen_discovery]",
+        parse: |_, _| Ok(ItemRequest::ListenDiscovery),
+    },
+    KeyEntry {
+        metric: "listen_stats",
+        usage: "linux_status[listen_stats]",
+        description: "Per listening port: listeners, accept-queue depth and connections per state; ListenOverflows and ListenDrops.",
+        filters: false,
+        sample: "linux_status[listen_stats]",
+        parse: |_, _| Ok(ItemRequest::ListenStats),
+    },
+    KeyEntry {
+        metric: "tcp_ext",
+        usage: "linux_status[tcp_ext,<counter>]",
+        description: "One TcpExt counter of /proc/net/netstat, by its kernel name.",
+        filters: false,
+        sample: "linux_status[tcp_ext,ListenOverflows]",
+        parse: |rest, usage| parse_counter(rest.first().copied().unwrap_or(b""), usage),
+    },
+    KeyEntry {
+        metric: "version",
+        usage: "linux_status[version]",
+        description: "The module's version.",
+        filters: false,
+        sample: "linux_status[version]",
+        parse: |_, _| Ok(ItemRequest::Version),
+    },
+    KeyEntry {
+        metric: "info",
+        usage: "linux_status[info]",
+        description: "JSON: the version, the backend configured and in use, the fallback reason and the settings in force.",
+        filters: false,
+        sample: "linux_status[info]",
+        parse: |_, _| Ok(ItemRequest::Info),
+    },
+];
+
+fn filter(params: &[&[u8]]) -> Result<FilterParams, KeyError> {
+    FilterParams::from_params(params).map_err(KeyError::new)
+}
+
+/// The entry whose metric is `metric` (ignoring ASCII case), if any.
+pub fn find(metric: &[u8]) -> Option<&'static KeyEntry> {
+    KEYS.iter()
+        .find(|entry| metric.eq_ignore_ascii_case(entry.metric.as_bytes()))
+}
+
+/// What agent 2 shows for the plugin's one key: the metric names (it must end with a dot).
+pub fn plugin_description() -> String {
+    let names: Vec<&str> = KEYS.iter().map(|entry| entry.metric).collect();
+    format!(
+        "TCP connection states, listening ports and TCP counters: {}.",
+        names.join(", ")
+    )
+}
+
+/// The committed files rendered from the registry (see tests/generated.rs).
+pub mod render {
+    use super::KEYS;
+    use std::fmt::Write;
+
+    /// A JSON string literal (the registry's texts are ASCII without control characters).
+    fn json_string(text: &str) -> String {
+        let mut out = String::from("\"");
+        for c in text.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    /// tests/lib/keys.json: `{"keys": [{...}, ...]}`, 2-space indented, trailing newline.
+    pub fn keys_json() -> String {
+        let mut out = String::from("{\n  \"keys\": [\n");
+        for (index, entry) in KEYS.iter().enumerate() {
+            let _ = write!(
+                out,
+                "    {{\n      \"metric\": {},\n      \"usage\": {},\n      \"filters\": {},\n      \"description\": {},\n      \"sample\": {}\n    }}{}\n",
+                json_string(entry.metric),
+                json_string(entry.usage),
+                entry.filters,
+                json_string(entry.description),
+                json_string(entry.sample),
+                if index + 1 < KEYS.len() { "," } else { "" }
+            );
+        }
+        out.push_str("  ]\n}\n");
+        out
+    }
+
+    /// The README's key table (the lines between its markers).
+    pub fn readme_table() -> String {
+        let mut out = String::from("| Key | Description |\n|---|---|\n");
+        for entry in KEYS {
+            let _ = writeln!(out, "| `{}` | {} |", entry.usage, entry.description);
+        }
+        out
+    }
+
+    /// The metric lines of fuzz/dict/key_grammar.dict.
+    pub fn fuzz_dict_metrics() -> String {
+        KEYS.iter()
+            .map(|entry| format!("{}\n", json_string(entry.metric)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::key::parse_params;
+
+    #[test]
+    fn entries_are_consistent() {
+        for (index, entry) in KEYS.iter().enumerate() {
+            assert!(entry.description.ends_with('.'), "{}", entry.metric);
+            assert!(
+                entry
+                    .usage
+                    .starts_with(&format!("linux_status[{}", entry.metric)),
+                "{}",
+                entry.metric
+            );
+            assert_eq!(
+                entry.filters,
+                entry.usage.ends_with("<laddr>,<lport>,<raddr>,<rport>]"),
+                "{}",
+                entry.metric
+            );
+            assert!(
+                KEYS[..index]
+                    .iter()
+                    .all(|other| other.metric != entry.metric),
+                "{} twice",
+                entry.metric
+            );
+        }
+    }
+
+    #[test]
+    fn every_sample_parses_to_its_own_key() {
+        for entry in KEYS {
+            let inner = entry
+                .sample
+                .strip_prefix("linux_status[")
+                .and_then(|rest| rest.strip_suffix(']'))
+                .expect("sample is linux_status[...]");
+            let params: Vec<&[u8]> = inner.split(',').map(str::as_bytes).collect();
+            let first = params[0];
+            assert!(first.eq_ignore_ascii_case(entry.metric.as_bytes()));
+            parse_params(&params).unwrap_or_else(|error| panic!("{}: {error}", entry.sample));
+        }
+    }
+
+    #[test]
+    fn the_plugin_description_names_every_key() {
+        // 0.2.0's text, for the keys it had; a new key is appended to the list.
+        let description = plugin_description();
+        assert!(
+            description.starts_with("TCP connection states, listening ports and TCP counters: tcp_status, tcp_summary, listen_discovery, listen_stats, tcp_ext, version, info"),
+            "{description}"
+        );
+        assert!(description.ends_with('.'));
+        for entry in KEYS {
+            assert!(description.contains(entry.metric), "{description}");
+        }
+    }
+}
