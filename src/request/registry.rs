@@ -79,7 +79,7 @@ pub const KEYS: &[KeyEntry] = &[
     KeyEntry {
         metric: "tcp_summary",
         usage: "linux_status[tcp_summary,<laddr>,<lport>,<raddr>,<rport>]",
-        description: "Every state and TOTAL, then the listening ports and listen-queue counters, as one JSON object from one pass over the sockets.",
+        description: "Every state, the total, the listening ports and the listen-queue counters as one JSON object from one walk.",
         filters: true,
         sample: "linux_status[tcp_summary]",
         parse: |rest, _| {
@@ -91,7 +91,7 @@ pub const KEYS: &[KeyEntry] = &[
     KeyEntry {
         metric: "listen_discovery",
         usage: "linux_status[listen_discovery]",
-        description: "Low-level discovery JSON: one row per listening TCP port.",
+        description: "Low-level discovery of the listening TCP ports: one `{#PORT}` row per port.",
         filters: false,
         sample: "linux_status[listen_discovery]",
         parse: |_, _| Ok(ItemRequest::ListenDiscovery),
@@ -99,7 +99,7 @@ pub const KEYS: &[KeyEntry] = &[
     KeyEntry {
         metric: "listen_stats",
         usage: "linux_status[listen_stats]",
-        description: "Per listening port: listeners, accept-queue depth and connections per state; ListenOverflows and ListenDrops.",
+        description: "Per listening port its listeners, accept-queue depth and connections per state, with ListenOverflows and ListenDrops, as JSON.",
         filters: false,
         sample: "linux_status[listen_stats]",
         parse: |_, _| Ok(ItemRequest::ListenStats),
@@ -115,7 +115,7 @@ pub const KEYS: &[KeyEntry] = &[
     KeyEntry {
         metric: "version",
         usage: "linux_status[version]",
-        description: "The module's version.",
+        description: "The version of the module or plugin that answers.",
         filters: false,
         sample: "linux_status[version]",
         parse: |_, _| Ok(ItemRequest::Version),
@@ -123,7 +123,7 @@ pub const KEYS: &[KeyEntry] = &[
     KeyEntry {
         metric: "info",
         usage: "linux_status[info]",
-        description: "JSON: the version, the backend configured and in use, the fallback reason and the settings in force.",
+        description: "How this agent answers, as JSON: version, backend configured and in use, fallback reason, settings in force, and the keys it answers.",
         filters: false,
         sample: "linux_status[info]",
         parse: |_, _| Ok(ItemRequest::Info),
@@ -133,6 +133,17 @@ pub const KEYS: &[KeyEntry] = &[
 fn filter(params: &[&[u8]]) -> Result<FilterParams, KeyError> {
     FilterParams::from_params(params).map_err(KeyError::new)
 }
+
+/// Every metric name, in registry order (`linux_status[info]`'s `keys`).
+pub const METRICS: [&str; KEYS.len()] = {
+    let mut out = [""; KEYS.len()];
+    let mut i = 0;
+    while i < KEYS.len() {
+        out[i] = KEYS[i].metric;
+        i += 1;
+    }
+    out
+};
 
 /// The entry whose metric is `metric` (ignoring ASCII case), if any.
 pub fn find(metric: &[u8]) -> Option<&'static KeyEntry> {
