@@ -111,7 +111,7 @@ pub const NOT_HERE_ERRNOS: [i32; 6] = [
 ];
 
 impl NetlinkError {
-    /// The fallback rule (README, "Backend"): true when netlink will not work in this process
+    /// The fallback rule (README, "The fallback rule"): true when netlink will not work in this process
     /// at all, so `Backend=auto` answers from /proc for the rest of the process: the socket
     /// cannot be opened or set up, or the kernel answers with one of `NOT_HERE_ERRNOS`.
     /// False for a dump that failed this once (any other kernel errno such as ENOBUFS or
