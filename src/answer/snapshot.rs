@@ -107,13 +107,19 @@ impl SharedSnapshot {
     /// small listening hash, so LISTEN is always dumped alone; any other single state walks
     /// the whole established hash in the kernel, nearly what a dump of every state costs.
     /// So a state is dumped alone (a lone TIME_WAIT item costs a TIME_WAIT dump), unless
-    /// another such state's slot is fresh or being refreshed: then per-state items are being
-    /// polled together, and one dump of every state (slot 0) serves them all instead of one
-    /// walk each.
+    /// another such state's slot is fresh or being refreshed, or the all-states slot is being
+    /// refreshed: then per-state items are being polled together, and one dump of every state
+    /// (slot 0) serves them all instead of one walk each. Items due together arrive at the
+    /// same moment, so two workers can both find the others idle: a worker asks again once it
+    /// holds its own state's claim ([`SharedSnapshot::still_alone`]), and then both see each
+    /// other's claim and meet at slot 0.
     pub fn walk_for(&self, wanted: StateMask, now: u64, lifetime: u64) -> StateMask {
         let listen = StateMask::only(TcpState::Listen);
         if wanted == StateMask::ALL || wanted == listen || self.slot(wanted).is_none() {
             return wanted;
+        }
+        if self.slots.first().is_some_and(|all| !all.unclaimed()) {
+            return StateMask::ALL;
         }
         let together = TcpState::ALL.iter().any(|state| {
             let mask = StateMask::only(*state);
@@ -128,6 +134,16 @@ impl SharedSnapshot {
         } else {
             wanted
         }
+    }
+}
+
+impl SharedSnapshot {
+    /// Asked by a worker that holds the claim of `wanted`'s own slot, before it dumps that
+    /// state alone: true when [`SharedSnapshot::walk_for`] still says so. False means another
+    /// single state was claimed meanwhile: the worker releases its claim and walks (or waits
+    /// for) every state instead, as that other worker does.
+    pub fn still_alone(&self, wanted: StateMask, now: u64, lifetime: u64) -> bool {
+        self.walk_for(wanted, now, lifetime) == wanted
     }
 }
 
@@ -442,6 +458,41 @@ mod tests {
         );
         shared.slot(est).unwrap().release(claim);
         assert_eq!(shared.walk_for(StateMask::ALL, 300, 10), StateMask::ALL);
+        // The all-states slot being refreshed: a single state waits for it.
+        let Lookup::Refresh(all) = shared.slot(StateMask::ALL).unwrap().lookup(400, 10, 50) else {
+            panic!("claim all");
+        };
+        assert_eq!(shared.walk_for(tw, 400, 10), StateMask::ALL);
+        assert_eq!(
+            shared.walk_for(listen, 400, 10),
+            listen,
+            "LISTEN stays alone"
+        );
+        shared.slot(StateMask::ALL).unwrap().release(all);
+        assert_eq!(shared.walk_for(tw, 400, 10), tw);
+    }
+
+    #[test]
+    fn two_states_claimed_at_once_both_move_to_the_all_states_walk() {
+        let shared = SharedSnapshot::new();
+        let (tw, est) = (
+            StateMask::only(TcpState::TimeWait),
+            StateMask::only(TcpState::Established),
+        );
+        // Both workers decided before either claimed: each its own state.
+        assert_eq!(shared.walk_for(tw, 100, 10), tw);
+        assert_eq!(shared.walk_for(est, 100, 10), est);
+        let Lookup::Refresh(a) = shared.slot(tw).unwrap().lookup(100, 10, 50) else {
+            panic!("claim tw");
+        };
+        assert!(shared.still_alone(tw, 100, 10), "no one else yet");
+        let Lookup::Refresh(b) = shared.slot(est).unwrap().lookup(100, 10, 50) else {
+            panic!("claim est");
+        };
+        assert!(!shared.still_alone(est, 100, 10));
+        assert!(!shared.still_alone(tw, 100, 10));
+        shared.slot(tw).unwrap().release(a);
+        shared.slot(est).unwrap().release(b);
     }
 
     #[test]

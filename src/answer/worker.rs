@@ -120,13 +120,23 @@ fn shared_snapshot_counts(
         }
     }
     let any = SocketFilter::default();
-    let Some(slot) = shared.slot(walk_states) else {
+    let (Some(mut slot), Some(all)) = (shared.slot(walk_states), all) else {
         return walk_and_count(context, scanner, &any, wanted).map(|(counts, _)| counts);
     };
+    let mut walk_states = walk_states;
     let waiting_since = Instant::now();
     loop {
         match slot.lookup(clock(), lifetime, nanos(budget)) {
             Lookup::Fresh(table) => return Ok(StateCounts::from_table(table)),
+            Lookup::Refresh(claim)
+                if walk_states != StateMask::ALL
+                    && !shared.still_alone(walk_states, clock(), lifetime) =>
+            {
+                // Another single state was claimed since walk_for: both go to slot 0.
+                slot.release(claim);
+                slot = all;
+                walk_states = StateMask::ALL;
+            }
             Lookup::Refresh(claim) => {
                 return match walk_and_count(context, scanner, &any, walk_states) {
                     Ok((counts, _)) => {
