@@ -20,20 +20,16 @@ from __future__ import annotations
 
 import ctypes
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TESTS / "e2e"))
-sys.path.insert(0, str(TESTS / "robustness"))
 
-import agent as ag  # noqa: E402  (tests/e2e/agent.py)
-import netns as netns_mod  # noqa: E402  (tests/e2e/netns.py)
-import scenario as sc  # noqa: E402  (tests/e2e/scenario.py)
+from lib import agent as ag
+from lib import netns as netns_mod
+from lib import scenario as sc
 
-import agent2 as a2  # noqa: E402
+from lib import agent2 as a2
 
 REQUIRED_ENV = ("LINUX_STATUS_AGENT2_PLUGIN", "ZABBIX_AGENT2", "LS_AGENT2_70_CHROOT", "ZABBIX_GET")
 PR_SET_CHILD_SUBREAPER = 36

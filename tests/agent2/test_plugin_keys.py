@@ -16,12 +16,12 @@ import json
 
 import pytest
 
-import agent as ag
-import agent2 as a2
-import scenario as sc
-import test_keys as e2e_keys  # tests/e2e/test_keys.py: filters and their oracle
-import test_states as e2e_states  # tests/e2e/test_states.py: spellings, errors, traps
-import zbxclient
+from lib import agent as ag
+from lib import agent2 as a2
+from lib import scenario as sc
+from e2e import test_keys as e2e_keys  # tests/e2e/test_keys.py: filters and their oracle
+from e2e import test_states as e2e_states  # tests/e2e/test_states.py: spellings, errors, traps
+from lib import zbxd
 
 STATE_KEYS = e2e_states.STATE_KEYS
 # One spelling per state for the slower -t path (every spelling goes through zabbix_get).
@@ -68,8 +68,8 @@ def test_states_agree_with_the_builtin_count(state, scenario, agent2):
     builtin_key = f"net.tcp.socket.count[,,,,{state.lower()}]"
     for _ in range(e2e_keys.ATTEMPTS):
         before = {s.ident for s in sc.ss_sockets()}
-        ours = zbxclient.one(agent2.cfg.port, ours_key)
-        builtin = zbxclient.one(agent2.cfg.port, builtin_key)
+        ours = zbxd.one(agent2.cfg.port, ours_key)
+        builtin = zbxd.one(agent2.cfg.port, builtin_key)
         if before == {s.ident for s in sc.ss_sockets()}:
             break
     assert builtin.kind == "value", f"{builtin_key}: {builtin}"
@@ -93,8 +93,8 @@ def test_filters_match_ss_and_the_builtin_count(laddr, lport, raddr, rport, scen
             continue  # not a state net.tcp.socket.count accepts
         for _ in range(e2e_keys.ATTEMPTS):
             snapshot = sc.ss_sockets()
-            ours = zbxclient.one(agent2.cfg.port, f"linux_status[tcp_status,{state},{params}]")
-            builtin = zbxclient.one(
+            ours = zbxd.one(agent2.cfg.port, f"linux_status[tcp_status,{state},{params}]")
+            builtin = zbxd.one(
                 agent2.cfg.port, f"net.tcp.socket.count[{params},{state.lower()}]"
             )
             if {s.ident for s in snapshot} == {s.ident for s in sc.ss_sockets()}:
@@ -208,7 +208,7 @@ def test_concurrent_requests_are_all_answered_right(scenario, agent2, agent_port
     """Agent 2 sends concurrent export requests on the plugin's one connection: 600 LISTEN
     queries from 16 connections at once all give the LISTEN count."""
     listen = sc.count_states(sc.ss_sockets())["LISTEN"]
-    replies = zbxclient.run_requests(
+    replies = zbxd.run_requests(
         agent2.cfg.port, [b"linux_status[tcp_status,LISTEN]"] * 600, concurrency=16, timeout=30.0
     )
     kinds = {r.kind for r in replies}

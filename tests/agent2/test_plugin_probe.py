@@ -13,11 +13,11 @@ import subprocess
 
 import pytest
 
-import agent as ag
-import agent2 as a2
-import scenario as sc
-import test_backends as e2e_backends  # tests/e2e/test_backends.py: the shim's source
-import test_states as e2e_states
+from lib import agent as ag
+from lib import agent2 as a2
+from lib import scenario as sc
+from e2e import test_backends as e2e_backends  # tests/e2e/test_backends.py: the shim's source
+from e2e import test_states as e2e_states
 
 
 @pytest.fixture(scope="module")

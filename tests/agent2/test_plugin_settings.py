@@ -16,10 +16,10 @@ import socket
 
 import pytest
 
-import agent2 as a2
-import scenario as sc
-import test_keys as e2e_keys
-import test_states as e2e_states
+from lib import agent2 as a2
+from lib import scenario as sc
+from e2e import test_keys as e2e_keys
+from e2e import test_states as e2e_states
 
 BAD_SETTINGS = {
     "Backend=ebpf": 'Backend must be auto, proc or netlink, got "ebpf"',

@@ -22,8 +22,8 @@ import struct
 import threading
 import time
 
-import agent2 as a2
-import zbxclient
+from lib import agent2 as a2
+from lib import zbxd
 
 HEADER = ("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid"
           "  timeout inode\n")
@@ -53,7 +53,7 @@ def ask(line: a2.Line, port: int, key: str) -> tuple[bool, str]:
     """(value or error, text): a plain passive check for 6.0, a 7.0 server's JSON one with an
     item timeout of 1 s for 7.0."""
     if line.version == "6.0":
-        reply = zbxclient.one(port, key, timeout=10)
+        reply = zbxd.one(port, key, timeout=10)
         assert reply.kind in ("value", "notsupported"), reply
         return reply.kind == "value", (reply.payload if reply.kind == "value" else reply.message).decode()
     body = json.dumps({"request": "passive checks", "data": [{"key": key, "timeout": "1s"}]})

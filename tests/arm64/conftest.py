@@ -20,19 +20,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TESTS / "e2e"))
-sys.path.insert(0, str(TESTS / "agent2"))
-sys.path.insert(0, str(TESTS / "robustness"))
 
-import agent as ag  # noqa: E402  (tests/e2e/agent.py)
-import netns as netns_mod  # noqa: E402  (tests/e2e/netns.py)
-import scenario as sc  # noqa: E402  (tests/e2e/scenario.py)
+from lib import agent as ag
+from lib import netns as netns_mod
+from lib import scenario as sc
 
 REQUIRED_ENV = (
     "LS_ARM64_SYSROOT",

@@ -19,11 +19,11 @@ import time
 
 import pytest
 
-import agent as ag
+from lib import agent as ag
 import conftest
-import hostile_keys
-import scenario as sc
-import test_states as e2e_states  # tests/e2e/test_states.py: the oracle checks, errors, traps
+from lib import hostile_keys
+from lib import scenario as sc
+from e2e import test_states as e2e_states  # tests/e2e/test_states.py: the oracle checks, errors, traps
 
 QUERY_OWN = e2e_states.QUERY_OWN_SOCKETS
 # What qemu-user answers socket(AF_NETLINK, ..., NETLINK_SOCK_DIAG) with.
@@ -139,12 +139,12 @@ def test_errors_and_traps_leave_the_agent_alive(running):
 
 
 def test_hostile_keys_leave_the_agent_alive(running, scenario):
-    """Generated hostile keys (tests/robustness/hostile_keys.py) through the emulated agent:
+    """Generated hostile keys (tests/lib/hostile_keys.py) through the emulated agent:
     each gets a value or a bounded message; same pids afterwards; LISTEN still exact."""
-    import zbxclient
+    from lib import zbxd
 
     generated = list(hostile_keys.generate(HOSTILE_KEYS, seed=20261207))
-    replies = zbxclient.run_requests(running.cfg.port, [k for _, k in generated],
+    replies = zbxd.run_requests(running.cfg.port, [k for _, k in generated],
                                      concurrency=2, timeout=60.0)
     problems = []
     for (category, key), reply in zip(generated, replies):

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-import agent as ag
-import agent2 as a2
+from lib import agent as ag
+from lib import agent2 as a2
 import conftest
-import hostile_keys
-import scenario as sc
-import test_states as e2e_states
-import zbxclient
+from lib import hostile_keys
+from lib import scenario as sc
+from e2e import test_states as e2e_states
+from lib import zbxd
 
 QUERY_OWN = e2e_states.QUERY_OWN_SOCKETS
 QEMU_NETLINK_REFUSAL = "Protocol not supported"
@@ -112,7 +112,7 @@ def test_hostile_keys_leave_agent_and_plugin_alive(agent2, scenario):
     for key, phrases in e2e_states.ERROR_CASES.items():
         e2e_states.unsupported(get(agent2, key), phrases)
     generated = list(hostile_keys.generate(HOSTILE_KEYS, seed=20261208))
-    replies = zbxclient.run_requests(agent2.cfg.port, [k for _, k in generated],
+    replies = zbxd.run_requests(agent2.cfg.port, [k for _, k in generated],
                                      concurrency=2, timeout=60.0)
     problems = [f"{c}: {r.kind} {r.error} for {k[:80]!r}" for (c, k), r in zip(generated, replies)
                 if r.kind not in ("value", "notsupported")]

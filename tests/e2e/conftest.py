@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-import agent as agent_mod
-import netns as netns_mod
-import scenario as scenario_mod
+from lib import agent as agent_mod
+from lib import netns as netns_mod
+from lib import scenario as scenario_mod
 
 REQUIRED_ENV = (
     "LINUX_STATUS_SO",

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-import agent as ag
-import scenario as sc
+from lib import agent as ag
+from lib import scenario as sc
 
 SHIM_SOURCE = r"""
 #define _GNU_SOURCE

@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-import agent as ag
-import scenario as sc
+from lib import agent as ag
+from lib import scenario as sc
 from test_states import QUERY_OWN_SOCKETS, bracketed, check_count
 
 DEFAULT_CONFIG = "/etc/zabbix/linux_status.conf"

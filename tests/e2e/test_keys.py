@@ -20,8 +20,8 @@ import socket
 
 import pytest
 
-import agent as ag
-import scenario as sc
+from lib import agent as ag
+from lib import scenario as sc
 
 ATTEMPTS = 5
 

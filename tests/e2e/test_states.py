@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import pytest
 
-import agent as ag
-import scenario as sc
+from lib import agent as ag
+from lib import scenario as sc
 
 # The README's state table: the accepted spellings per kernel state.
 CONTRACT_SPELLINGS = {

@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import time
 
-import scenario as sc
-import system as sysmod
+from lib import scenario as sc
+from lib import system as sysmod
 
 ATTEMPTS = 6
 QUERY_OWN_SOCKETS = {"ESTABLISHED": 2}

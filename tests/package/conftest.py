@@ -15,17 +15,15 @@ Missing variables or a shared namespace fail the tests; nothing is skipped.
 from __future__ import annotations
 
 import os
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
-import netns as netns_mod  # noqa: E402  (tests/e2e/netns.py)
-import scenario as scenario_mod  # noqa: E402  (tests/e2e/scenario.py)
+from lib import netns as netns_mod
+from lib import scenario as scenario_mod
 
 REQUIRED_ENV = (
     "LINUX_STATUS_DEB",

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 import answers
-import system as sysmod
+from lib import system as sysmod
 from conftest import PLUGIN_PATH, PLUGIN_SNIPPET
 
 SO = "/usr/lib/zabbix/modules/liblinux_status.so"

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-import system as sysmod
+from lib import system as sysmod
 from conftest import PLUGIN_PATH, PLUGIN_SNIPPET, ROOT
 from test_deb import (AGENTD_LOG, AGENTD_SNIPPET, SO, check_agent2, check_agentd_answers,
                       dpkg_status, stop)

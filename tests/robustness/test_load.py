@@ -31,7 +31,7 @@ import socket
 
 import pytest
 
-import zbxclient
+from lib import zbxd
 from conftest import fd_count, io_field, proc_status_kib
 
 LOAD_SECONDS = float(os.environ.get("ROBUSTNESS_LOAD_SECONDS", "60"))
@@ -120,7 +120,7 @@ def hammer(port: int, seconds: float, offset: int) -> tuple[dict, list[str], int
     checks = expectations(port)
     keys = list(checks)
     keys = keys[offset % len(keys):] + keys[:offset % len(keys)]
-    done, _ = zbxclient.run_for(port, keys, seconds, CONCURRENCY, timeout=30)
+    done, _ = zbxd.run_for(port, keys, seconds, CONCURRENCY, timeout=30)
     kinds: collections.Counter = collections.Counter()
     failures: list[str] = []
     for key, reply in done:
@@ -141,7 +141,7 @@ def hammer(port: int, seconds: float, offset: int) -> tuple[dict, list[str], int
 
 
 def run_phase(port: int, seconds: float) -> tuple[collections.Counter, list[str], int]:
-    results = zbxclient.in_processes(
+    results = zbxd.in_processes(
         hammer, [(port, seconds, i * 5) for i in range(PROCESSES)], timeout=seconds + 120)
     kinds: collections.Counter = collections.Counter()
     failures: list[str] = []

@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from scenario import wait_until  # tests/e2e/scenario.py
+from lib.scenario import wait_until
 
 import stack as stack_mod
 

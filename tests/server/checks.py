@@ -35,7 +35,7 @@ import re
 import time
 from pathlib import Path
 
-import scenario as sc
+from lib import scenario as sc
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES_DIR = REPO / "conf" / "templates"

@@ -13,8 +13,8 @@ mount namespace (the frontend's configuration file stays private):
 Order of events (6.0): check the environment, check the namespace is fresh and bring `lo` up,
 start a sampler that records `ss -Htan` every 50 ms, bring up PostgreSQL + zabbix_server +
 the PHP frontend (stack.py), start zabbix_agentd 6.0 with the module twice (one polled by the
-server, one by the proxy; tests/e2e/agent.py) and a zabbix_proxy 6.0 (agents.py), build and
-verify the known socket table (tests/e2e/scenario.py). The active-only agent starts in
+server, one by the proxy; tests/lib/agent.py) and a zabbix_proxy 6.0 (agents.py), build and
+verify the known socket table (tests/lib/scenario.py). The active-only agent starts in
 test_template.py, once its host exists. Nothing is skipped: a missing piece fails the session
 with what to do.
 """
@@ -23,21 +23,18 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "e2e"))
 
-import agent as agent_mod  # noqa: E402  (tests/e2e/agent.py)
-import netns as netns_mod  # noqa: E402  (tests/e2e/netns.py)
-import scenario as scenario_mod  # noqa: E402  (tests/e2e/scenario.py)
-import agents as agents_mod  # noqa: E402
-import stack as stack_mod  # noqa: E402
+from lib import agent as agent_mod
+from lib import netns as netns_mod
+from lib import scenario as scenario_mod
+import agents as agents_mod
+import stack as stack_mod
 
 REQUIRED_ENV = ("LINUX_STATUS_SO", "ZABBIX_AGENTD", "ZABBIX_GET", "LD_LIBRARY_PATH")
 SAMPLE_INTERVAL = 0.05
@@ -80,7 +77,7 @@ def env() -> Env:
 @pytest.fixture(scope="session")
 def netns(env) -> None:
     """A fresh private network namespace with its own socket hash, loopback up (see
-    tests/e2e/netns.py)."""
+    tests/lib/netns.py)."""
     cost = netns_mod.enter_private_namespace("unshare -n -- $PYTHON -m pytest -q tests/server")
     print(f"\n[server] {cost}")
 

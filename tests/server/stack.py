@@ -37,7 +37,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from scenario import wait_until  # tests/e2e/scenario.py (conftest puts it on sys.path)
+from lib.scenario import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_CACHE = Path(os.environ.get("LS_TEST_CACHE", "/var/cache/linux-status-test"))

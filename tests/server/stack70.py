@@ -23,7 +23,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from scenario import wait_until
+from lib.scenario import wait_until
 
 import stack as stack_mod
 

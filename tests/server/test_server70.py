@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-import agent as agent_mod
+from lib import agent as agent_mod
 import checks
 import dashboard
-import scenario as scenario_mod
+from lib import scenario as scenario_mod
 import stack as stack_mod
 import stack70
 from checks import ACTIVE, PASSIVE

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-import agent as agent_mod
+from lib import agent as agent_mod
 import agents as agents_mod
 import checks
 import dashboard

@@ -20,7 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import scenario as scenario_mod
+from lib import scenario as scenario_mod
 
 HOSTNAME = "linux-status-e2e"
 START_TIMEOUT = 10.0

@@ -27,7 +27,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import agent as ag  # tests/e2e/agent.py: result parsing, pids, zabbix_get
+from lib import agent as ag  # result parsing, pids, zabbix_get
 
 HOSTNAME = "linux-status-agent2"
 PLUGIN_NAME = "zabbix-agent2-plugin-linux-status"
