@@ -30,13 +30,12 @@ from lib import netns as netns_mod
 from lib import scenario as sc
 
 from lib import agent2 as a2
+from lib import fixtures
 
 REQUIRED_ENV = ("LINUX_STATUS_AGENT2_PLUGIN", "ZABBIX_AGENT2", "LS_AGENT2_70_CHROOT", "ZABBIX_GET")
 PR_SET_CHILD_SUBREAPER = 36
 # The exact Zabbix releases this suite is about.
 LINE_VERSIONS = {"6.0": "6.0.14", "7.0": "7.0.22"}
-# TIME_WAIT lives 60 s; rebuild the scenario's before they get this old.
-TIME_WAIT_MAX_AGE = 40.0
 
 
 class Env:
@@ -76,37 +75,9 @@ def netns(env) -> None:
     print(f"\n[agent2] {cost}")
 
 
-@pytest.fixture(scope="session")
-def scenario_session(netns):
-    scenario = sc.Scenario()
-    try:
-        scenario.build()
-        scenario.verify()
-        yield scenario
-    finally:
-        scenario.close()
-
-
-_used_ports: list[int] = []
-
-
-@pytest.fixture(scope="session")
-def agent_ports() -> list[int]:
-    """Every agent port of the session (their passive checks leave sockets there)."""
-    return _used_ports
-
-
 def new_port() -> int:
-    port = ag.free_port(avoid=(*sc.SCENARIO_PORTS, *_used_ports, 10050))
-    _used_ports.append(port)
-    return port
-
-
-@pytest.fixture()
-def scenario(scenario_session, agent_ports):
-    if scenario_session.refresh_time_wait(TIME_WAIT_MAX_AGE):
-        scenario_session.verify(exclude_ports=agent_ports)
-    return scenario_session
+    """lib/fixtures.py's new_port(), never agent 2's default 10050."""
+    return fixtures.new_port(avoid=(10050,))
 
 
 @pytest.fixture(scope="session", params=list(LINE_VERSIONS))

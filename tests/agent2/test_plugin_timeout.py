@@ -15,10 +15,7 @@ usable. The timeout comes from where each agent line takes it:
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import struct
 import threading
 import time
 
@@ -56,13 +53,7 @@ def ask(line: a2.Line, port: int, key: str) -> tuple[bool, str]:
         reply = zbxd.one(port, key, timeout=10)
         assert reply.kind in ("value", "notsupported"), reply
         return reply.kind == "value", (reply.payload if reply.kind == "value" else reply.message).decode()
-    body = json.dumps({"request": "passive checks", "data": [{"key": key, "timeout": "1s"}]})
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(b"ZBXD\x01" + struct.pack("<II", len(body), 0) + body.encode())
-        data = b""
-        while chunk := conn.recv(65536):
-            data += chunk
-    answer = json.loads(data[13:])["data"][0]
+    answer = zbxd.json_check(port, key, item_timeout="1s")
     return "value" in answer, answer.get("value", answer.get("error", ""))
 
 

@@ -21,6 +21,7 @@ import pytest
 
 from lib import agent as ag
 import conftest
+from lib import fixtures
 from lib import hostile_keys
 from lib import scenario as sc
 from e2e import test_states as e2e_states  # tests/e2e/test_states.py: the oracle checks, errors, traps
@@ -69,7 +70,7 @@ def test_the_binaries_are_aarch64_with_glibc_2_17_at_most(module, deb_root, env)
 
 
 def start(agentd: str, module, tmp_path, settings):
-    cfg = ag.write_config(tmp_path, module, conftest.new_port(), module_settings=settings)
+    cfg = ag.write_config(tmp_path, module, fixtures.new_port(), module_settings=settings)
     return cfg, ag.running_agent(agentd, os.environ["ZABBIX_GET"], cfg)
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from lib import agent as ag
 from lib import agent2 as a2
-import conftest
+from lib import fixtures
 from lib import hostile_keys
 from lib import scenario as sc
 from e2e import test_states as e2e_states
@@ -57,7 +57,7 @@ def agent2(env, agent2_binary, plugin, scenario_session, tmp_path_factory):
     line = a2.Line("6.0", agent2_binary)
     version = a2.version_of(line, plugin, tmp_path_factory.mktemp("version"))
     assert version == "6.0.14", version
-    cfg = a2.write_config(line, plugin, tmp_path_factory.mktemp("agent2"), conftest.new_port(),
+    cfg = a2.write_config(line, plugin, tmp_path_factory.mktemp("agent2"), fixtures.new_port(),
                           timeout=10)
     agent = a2.Agent2(cfg, env.get)
     # Emulated start-up takes longer than a native one.

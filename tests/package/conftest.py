@@ -23,7 +23,6 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 from lib import netns as netns_mod
-from lib import scenario as scenario_mod
 
 REQUIRED_ENV = (
     "LINUX_STATUS_DEB",
@@ -90,12 +89,6 @@ def netns(env) -> None:
 
 
 @pytest.fixture(scope="session")
-def scenario(netns):
-    """The e2e suite's known socket table, in this namespace, for the whole session."""
-    sc = scenario_mod.Scenario()
-    try:
-        sc.build()
-        sc.verify()
-        yield sc
-    finally:
-        sc.close()
+def scenario(scenario_session):
+    """The known socket table (lib/fixtures.py), in this namespace, for the whole session."""
+    return scenario_session
