@@ -33,6 +33,8 @@ import threading
 import time
 from pathlib import Path
 
+from lib import zbxd  # the ZBXD framing (tests/lib; scripts/setup sets PYTHONPATH)
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 BUILD = BENCH / "build"
@@ -399,25 +401,24 @@ def passive_checks_together(port: int, keys: list[str],
         try:
             # RST on close: no TIME_WAIT socket on either side grows the table.
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            data = key.encode()
-            request = b"ZBXD\x01" + struct.pack("<Q", len(data)) + data
+            request = zbxd.frame(key.encode())
             barrier.wait()
             s.sendall(request)
-            reply = b""
+            data = b""
             while True:
                 chunk = s.recv(65536)
                 if not chunk:
                     break
-                reply += chunk
+                data += chunk
             seconds = time.monotonic() - start[0]
-            text = reply[13:].decode(errors="replace")
-            if reply[:5] != b"ZBXD\x01":
-                results[i] = (False, seconds, f"bad reply {reply[:40]!r}")
-            elif text.startswith("ZBX_NOTSUPPORTED"):
+            reply = zbxd.parse_reply(data)
+            if reply.kind == "notsupported":
                 results[i] = (False, seconds,
-                              "ZBX_NOTSUPPORTED: " + text[len("ZBX_NOTSUPPORTED"):].lstrip("\0"))
+                              "ZBX_NOTSUPPORTED: " + reply.message.decode(errors="replace"))
+            elif reply.kind == "value":
+                results[i] = (True, seconds, reply.payload.decode(errors="replace"))
             else:
-                results[i] = (True, seconds, text)
+                results[i] = (False, seconds, f"bad reply: {reply.error}: {data[:40]!r}")
         except Exception as error:  # reported as a failed request
             results[i] = (False, time.monotonic() - start[0], f"{type(error).__name__}: {error}")
         finally:

@@ -280,18 +280,23 @@ def wait_for_ping(proc: subprocess.Popen, name: str, ping: Callable[[], tuple[bo
     )
 
 
-def terminate(proc: subprocess.Popen | None, name: str, timeout: float = STOP_TIMEOUT) -> int | None:
-    """SIGTERM a foreground agent; its exit status (None: never started). An agent that
-    ignores SIGTERM for `timeout` seconds is killed and fails the caller."""
+def terminate(proc: subprocess.Popen | None, name: str, timeout: float = STOP_TIMEOUT,
+              group: bool = False) -> int | None:
+    """SIGTERM a process we started; its exit status (None: never started). One that ignores
+    SIGTERM for `timeout` seconds is killed (with `group`, its whole process group, which it
+    leads: started with start_new_session) and fails the caller."""
     if proc is None or proc.poll() is not None:
         return None if proc is None else proc.returncode
     proc.send_signal(signal.SIGTERM)
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        if group:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
         proc.wait(timeout=timeout)
-        raise AssertionError(f"{name} ignored SIGTERM for {timeout} s")
+        raise AssertionError(f"{name} ignored SIGTERM for {timeout} s; killed")
 
 
 def child_pids(pid: int) -> list[int]:
