@@ -33,7 +33,9 @@ import threading
 import time
 from pathlib import Path
 
-from lib import zbxd  # the ZBXD framing (tests/lib; scripts/setup sets PYTHONPATH)
+# tests/lib (scripts/setup puts tests/ on PYTHONPATH): the ZBXD framing, the start-up wait.
+from lib import agent as lib_agent
+from lib import zbxd
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -288,20 +290,16 @@ class Agent:
         self.proc = subprocess.Popen([os.environ["ZABBIX_AGENTD"], "-c", str(self.conf), "-f"],
                                      stdout=out, stderr=subprocess.STDOUT, env=self.env)
         out.close()
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"agent {self.name} exited with {self.proc.returncode}:\n"
-                                   f"{self.log_tail()}")
+
+        def ping() -> tuple[bool, str]:
+            # Through the persistent client: no zabbix_get fork in the measured namespace.
             ok, _, value = client.call(f"zbx\t{self.port}\tagent.ping", timeout=10)
-            if ok and value == "1":
-                # Workers forked and listening: collector + StartAgents listeners.
-                workers = child_pids(self.proc.pid)
-                if len(workers) >= 1 + START_AGENTS:
-                    self._pids = [self.proc.pid] + workers
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"agent {self.name} did not answer within 15 s:\n{self.log_tail()}")
+            # Workers forked and listening: collector + StartAgents listeners.
+            workers = child_pids(self.proc.pid)
+            self._pids = [self.proc.pid] + workers
+            return ok and value == "1" and len(workers) >= 1 + START_AGENTS, value
+
+        lib_agent.wait_for_ping(self.proc, f"agent {self.name}", ping, self.log_tail, timeout=15)
 
     def pids(self) -> list[int]:
         """The main process and its workers, as listed at start (they do not change)."""
