@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 
-
 from lib import agent as ag
 from lib import netns as netns_mod
 from lib import scenario as sc

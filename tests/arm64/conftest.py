@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 
-
 from lib import netns as netns_mod
 
 REQUIRED_ENV = (

@@ -20,7 +20,7 @@ import pytest
 
 from lib import agent as ag
 from lib import scenario as sc
-from test_states import QUERY_OWN_SOCKETS, bracketed, check_count
+from lib.oracle import QUERY_OWN_SOCKETS, bracketed, check_count
 
 DEFAULT_CONFIG = "/etc/zabbix/linux_status.conf"
 

@@ -9,10 +9,15 @@ and, where it needs them, overrides `scenario`; the fixtures here build on those
 - `agent_ports`: every agent port handed out this session (`new_port()`): an agent stopped
   earlier leaves TIME_WAIT sockets of its passive checks on its port for 60 s, which are not
   the scenario's, so the scenario's checks exclude them;
-- `scenario`: the session's scenario with TIME_WAIT sockets young enough to outlive the test.
+- `scenario`: the session's scenario with TIME_WAIT sockets young enough to outlive the test;
+- `shim`: lib/sock_diag_shim.c built as an LD_PRELOAD library that makes sock_diag misbehave
+  (LS_SHIM selects how; the comment at its top lists the modes).
 """
 
 from __future__ import annotations
+
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +67,16 @@ def agent_ports() -> list[int]:
 def scenario(scenario_session, agent_ports):
     """The session's scenario, with TIME_WAIT sockets young enough to outlive the test."""
     return young_time_wait(scenario_session, agent_ports)
+
+
+@pytest.fixture(scope="module")
+def shim(tmp_path_factory) -> Path:
+    source = Path(__file__).parent / "sock_diag_shim.c"
+    library = tmp_path_factory.mktemp("shim") / "sock_diag_shim.so"
+    built = subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-o", str(library), str(source),
+         "-ldl"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert built.returncode == 0, built.stderr
+    return library

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import pytest
 
-
 from lib import agent as agent_mod
 from lib import netns as netns_mod
 from lib import scenario as scenario_mod
