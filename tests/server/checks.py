@@ -476,6 +476,18 @@ def quiet_filter(activity, scenario):
     return quiet
 
 
+def collect_reported(stack, hosts: list[HostUnderTest], sampler, scenario, monitoring_ports,
+                     interval_s: int, timeout: float, describe, label: str) -> dict:
+    """collect() on the stack's API, then the polls-vs-ss summary of every host and the time
+    collection took, printed (`label`: the run's name in those lines, e.g. "7.0 ")."""
+    out = collect(stack.api, hosts, sampler, stack.activity, scenario, monitoring_ports,
+                  interval_s, timeout, describe)
+    for h in hosts:
+        print(f"\n[{label}{h.name}: {h.template}] polls vs ss: {out[h.hostid][2].summary()}")
+    print(f"[tests/server{' ' + label.strip() if label else ''}] {out['waited']:.0f} s of collection")
+    return out
+
+
 def collect(api, hosts: list[HostUnderTest], sampler, activity, scenario, monitoring_ports,
             interval_s: int, timeout: float, describe) -> dict:
     """Waits until every host has MIN_POLLS exact polls with every per-port value; returns

@@ -194,12 +194,8 @@ def collected(stack, agents, scenario, sampler):
     def describe():
         return "\n" + stack.describe() + "\n".join(a.describe() for a in running)
 
-    out = checks.collect(stack.api, hosts, sampler, stack.activity, scenario, monitoring,
-                         INTERVAL_S, COLLECT_TIMEOUT, describe)
-    for h in hosts:
-        print(f"\n[7.0 {h.name}: {h.template}] polls vs ss: {out[h.hostid][2].summary()}")
-    print(f"[tests/server 7.0] {out['waited']:.0f} s of collection")
-    return out
+    return checks.collect_reported(stack, hosts, sampler, scenario, monitoring, INTERVAL_S,
+                                   COLLECT_TIMEOUT, describe, "7.0 ")
 
 
 @pytest.mark.parametrize("name", [a[0] for a in AGENTS])
