@@ -17,6 +17,7 @@ import json
 import pytest
 
 from lib import agent as ag
+from lib import keys
 from lib import oracle
 from lib import agent2 as a2
 from lib import scenario as sc
@@ -201,6 +202,15 @@ def test_every_json_key_through_zabbix_get(agent2):
         result = get(agent2, f"linux_status[{key}]")
         assert result.supported, result.raw
         json.loads(result.value)
+
+
+@pytest.mark.parametrize("entry", keys.KEYS, ids=[entry["metric"] for entry in keys.KEYS])
+def test_every_registry_key_answers_its_sample(entry, agent2):
+    """Each key of lib/keys.json (the Rust registry) is answered by the plugin: a key added to
+    the registry is asked here without editing this suite."""
+    assert keys.metric_of(entry["sample"]) == entry["metric"], entry
+    result = get(agent2, entry["sample"])
+    assert result.supported, result.raw
 
 
 def test_concurrent_requests_are_all_answered_right(scenario, agent2, agent_ports):

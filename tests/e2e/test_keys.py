@@ -20,6 +20,7 @@ import socket
 import pytest
 
 from lib import agent as ag
+from lib import keys
 from lib import scenario as sc
 from lib.oracle import (
     ATTEMPTS, FILTERS, listening_ports, netstat_counter, oracle, settled,
@@ -140,3 +141,12 @@ def test_tcp_ext_counters(agentd, agent_config):
     assert before <= result.uint() <= netstat_counter("ListenDrops")
     bad = ag.test_key(agentd, agent_config, "linux_status[tcp_ext,NoSuchCounter]")
     assert not bad.supported and 'No TcpExt counter "NoSuchCounter"' in bad.message, bad.raw
+
+
+@pytest.mark.parametrize("entry", keys.KEYS, ids=[entry["metric"] for entry in keys.KEYS])
+def test_every_registry_key_answers_its_sample(entry, agent, env):
+    """Each key of lib/keys.json (the Rust registry) is answered, through the running agent:
+    a key added to the registry is asked here without editing this suite."""
+    assert keys.metric_of(entry["sample"]) == entry["metric"], entry
+    result = ag.zabbix_get(env.get, agent.cfg.port, entry["sample"])
+    assert result.supported, result.raw

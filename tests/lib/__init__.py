@@ -9,7 +9,11 @@ bench/*.py and scripts/demo.py. `source scripts/setup` puts tests/ on PYTHONPATH
 - `system`: pristine Debian systems in chroots, agents started as their packaged services.
 - `netns`: the private network namespace and the suites' preconditions.
 - `scenario`: the known socket table checked against ss; `wait_until`.
-- `hostile_keys`: generated hostile keys; `keys`: the key registry (keys.json).
+- `oracle`: the independent answers (ss, bracketed), the contract's spellings, traps and
+  error cases.
+- `server`: the Zabbix server stack's shared parts, parameterised by version (tests/server).
+- `hostile_keys`: generated hostile keys; `keys`: the key registry (keys.json, rendered from
+  src/request/registry.rs).
 - `fixtures`: the pytest plugin with the fixtures the suites share (registered once, by
-  tests/conftest.py).
+  tests/conftest.py); `sock_diag_shim.c`: the LD_PRELOAD shim its `shim` fixture builds.
 """
