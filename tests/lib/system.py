@@ -260,7 +260,8 @@ class Service:
             return reply == ("value", "1"), repr(reply)
 
         agent.wait_for_ping(
-            self.proc, f"[{self.system.name}] {self.unit} ({' '.join(argv)}, as {user}, port {port})",
+            self.proc,
+            f"[{self.system.name}] {self.unit} ({' '.join(argv)}, as {user}, port {port})",
             ping, self.describe, timeout=START_TIMEOUT, interval=0.1,
         )
         return self
@@ -309,5 +310,3 @@ def _session_alive(sid: int) -> bool:
         if int(fields[3]) == sid and fields[0] != "Z":
             return True
     return False
-
-

@@ -102,7 +102,8 @@ def json_check(port: int, key: str, item_timeout: str, timeout: float = 10.0,
                host: str = "127.0.0.1") -> dict:
     """One passive check as a 7.0 server sends it (JSON, with the item's own timeout): the
     answer's object, {"value": ...} or {"error": ...}."""
-    body = json.dumps({"request": "passive checks", "data": [{"key": key, "timeout": item_timeout}]})
+    item = {"key": key, "timeout": item_timeout}
+    body = json.dumps({"request": "passive checks", "data": [item]})
     with socket.create_connection((host, port), timeout=timeout) as conn:
         conn.sendall(frame(body.encode()))
         data = _receive_all(conn)

@@ -484,7 +484,8 @@ def collect_reported(stack, hosts: list[HostUnderTest], sampler, scenario, monit
                   interval_s, timeout, describe)
     for h in hosts:
         print(f"\n[{label}{h.name}: {h.template}] polls vs ss: {out[h.hostid][2].summary()}")
-    print(f"[tests/server{' ' + label.strip() if label else ''}] {out['waited']:.0f} s of collection")
+    run = f"tests/server {label.strip()}".strip()
+    print(f"[{run}] {out['waited']:.0f} s of collection")
     return out
 
 

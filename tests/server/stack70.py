@@ -174,7 +174,8 @@ class Frontend70(_Process):
         t0 = time.monotonic()
         env = dict(os.environ, LANG="C.UTF-8")
         self.spawn(server.php_server(self.port, "/usr/share/zabbix"), env=env)
-        self.wait_ready(lambda: server.port_open(self.port), START_TIMEOUT, "php -S (7.0) to listen")
+        self.wait_ready(lambda: server.port_open(self.port), START_TIMEOUT,
+                        "php -S (7.0) to listen")
         return time.monotonic() - t0
 
 
