@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import bench as b
+from lib import agent as lib_agent  # tests/lib (on PYTHONPATH by scripts/setup): the start-up wait
 
 PLUGIN = b.ROOT / "target" / "release" / "zabbix-agent2-plugin-linux-status"
 STATES = b.KERNEL_STATES
@@ -67,13 +68,13 @@ class Agent2:
         self.proc = subprocess.Popen([os.environ["ZABBIX_AGENT2"], "-c", str(self.conf)],
                                      stdout=out, stderr=subprocess.STDOUT, env=env)
         out.close()
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+
+        def ping() -> tuple[bool, str]:
+            # The plugin's own key: the agent is up and its plugin answers.
             ok, _, value = client.call(f"zbx\t{self.port}\tlinux_status[version]", timeout=10)
-            if ok and value and value[0].isdigit():
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"agent 2 {self.name} did not answer within 15 s")
+            return bool(ok and value and value[0].isdigit()), value
+
+        lib_agent.wait_for_ping(self.proc, f"agent 2 {self.name}", ping, lambda: "", timeout=15)
 
     def pids(self) -> list[int]:
         assert self.proc is not None

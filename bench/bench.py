@@ -34,6 +34,10 @@ import threading
 import time
 from pathlib import Path
 
+# tests/lib (scripts/setup puts tests/ on PYTHONPATH): the ZBXD framing, the start-up wait.
+from lib import agent as lib_agent
+from lib import zbxd
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 BUILD = BENCH / "build"
@@ -287,20 +291,16 @@ class Agent:
         self.proc = subprocess.Popen([os.environ["ZABBIX_AGENTD"], "-c", str(self.conf), "-f"],
                                      stdout=out, stderr=subprocess.STDOUT, env=self.env)
         out.close()
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"agent {self.name} exited with {self.proc.returncode}:\n"
-                                   f"{self.log_tail()}")
+
+        def ping() -> tuple[bool, str]:
+            # Through the persistent client: no zabbix_get fork in the measured namespace.
             ok, _, value = client.call(f"zbx\t{self.port}\tagent.ping", timeout=10)
-            if ok and value == "1":
-                # Workers forked and listening: collector + StartAgents listeners.
-                workers = child_pids(self.proc.pid)
-                if len(workers) >= 1 + START_AGENTS:
-                    self._pids = [self.proc.pid] + workers
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"agent {self.name} did not answer within 15 s:\n{self.log_tail()}")
+            # Workers forked and listening: collector + StartAgents listeners.
+            workers = child_pids(self.proc.pid)
+            self._pids = [self.proc.pid] + workers
+            return ok and value == "1" and len(workers) >= 1 + START_AGENTS, value
+
+        lib_agent.wait_for_ping(self.proc, f"agent {self.name}", ping, self.log_tail, timeout=15)
 
     def pids(self) -> list[int]:
         """The main process and its workers, as listed at start (they do not change)."""
@@ -400,25 +400,24 @@ def passive_checks_together(port: int, keys: list[str],
         try:
             # RST on close: no TIME_WAIT socket on either side grows the table.
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            data = key.encode()
-            request = b"ZBXD\x01" + struct.pack("<Q", len(data)) + data
+            request = zbxd.frame(key.encode())
             barrier.wait()
             s.sendall(request)
-            reply = b""
+            data = b""
             while True:
                 chunk = s.recv(65536)
                 if not chunk:
                     break
-                reply += chunk
+                data += chunk
             seconds = time.monotonic() - start[0]
-            text = reply[13:].decode(errors="replace")
-            if reply[:5] != b"ZBXD\x01":
-                results[i] = (False, seconds, f"bad reply {reply[:40]!r}")
-            elif text.startswith("ZBX_NOTSUPPORTED"):
+            reply = zbxd.parse_reply(data)
+            if reply.kind == "notsupported":
                 results[i] = (False, seconds,
-                              "ZBX_NOTSUPPORTED: " + text[len("ZBX_NOTSUPPORTED"):].lstrip("\0"))
+                              "ZBX_NOTSUPPORTED: " + reply.message.decode(errors="replace"))
+            elif reply.kind == "value":
+                results[i] = (True, seconds, reply.payload.decode(errors="replace"))
             else:
-                results[i] = (True, seconds, text)
+                results[i] = (False, seconds, f"bad reply: {reply.error}: {data[:40]!r}")
         except Exception as error:  # reported as a failed request
             results[i] = (False, time.monotonic() - start[0], f"{type(error).__name__}: {error}")
         finally:

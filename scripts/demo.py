@@ -1,7 +1,7 @@
 """The demo: a real zabbix_agentd with linux_status, answering every TCP state.
 
 Runs inside a private network namespace (scripts/demo starts it under `unshare -n`). It
-builds the known socket table of the end-to-end tests (tests/e2e/scenario.py: sockets in
+builds the known socket table of the end-to-end tests (tests/lib/scenario.py: sockets in
 every state but CLOSE), starts Debian's zabbix_agentd on 127.0.0.1 with the module loaded,
 and for every state prints what the agent answers through zabbix_get beside the count
 `ss -tan` gives in the same namespace just before the query.
@@ -16,11 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
-import agent as ag  # noqa: E402
-import scenario as sc  # noqa: E402
+from lib import agent as ag
+from lib import scenario as sc
 
 # What a passive check adds while the agent runs the item: the query's own connection.
 QUERY_OWN = {"ESTABLISHED": 2}

@@ -20,27 +20,21 @@ from __future__ import annotations
 
 import ctypes
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TESTS / "e2e"))
-sys.path.insert(0, str(TESTS / "robustness"))
+from lib import agent as ag
+from lib import netns as netns_mod
+from lib import scenario as sc
 
-import agent as ag  # noqa: E402  (tests/e2e/agent.py)
-import netns as netns_mod  # noqa: E402  (tests/e2e/netns.py)
-import scenario as sc  # noqa: E402  (tests/e2e/scenario.py)
-
-import agent2 as a2  # noqa: E402
+from lib import agent2 as a2
+from lib import fixtures
 
 REQUIRED_ENV = ("LINUX_STATUS_AGENT2_PLUGIN", "ZABBIX_AGENT2", "LS_AGENT2_70_CHROOT", "ZABBIX_GET")
 PR_SET_CHILD_SUBREAPER = 36
 # The exact Zabbix releases this suite is about.
 LINE_VERSIONS = {"6.0": "6.0.14", "7.0": "7.0.22"}
-# TIME_WAIT lives 60 s; rebuild the scenario's before they get this old.
-TIME_WAIT_MAX_AGE = 40.0
 
 
 class Env:
@@ -80,37 +74,9 @@ def netns(env) -> None:
     print(f"\n[agent2] {cost}")
 
 
-@pytest.fixture(scope="session")
-def scenario_session(netns):
-    scenario = sc.Scenario()
-    try:
-        scenario.build()
-        scenario.verify()
-        yield scenario
-    finally:
-        scenario.close()
-
-
-_used_ports: list[int] = []
-
-
-@pytest.fixture(scope="session")
-def agent_ports() -> list[int]:
-    """Every agent port of the session (their passive checks leave sockets there)."""
-    return _used_ports
-
-
 def new_port() -> int:
-    port = ag.free_port(avoid=(*sc.SCENARIO_PORTS, *_used_ports, 10050))
-    _used_ports.append(port)
-    return port
-
-
-@pytest.fixture()
-def scenario(scenario_session, agent_ports):
-    if scenario_session.refresh_time_wait(TIME_WAIT_MAX_AGE):
-        scenario_session.verify(exclude_ports=agent_ports)
-    return scenario_session
+    """lib/fixtures.py's new_port(), never agent 2's default 10050."""
+    return fixtures.new_port(avoid=(10050,))
 
 
 @pytest.fixture(scope="session", params=list(LINE_VERSIONS))

@@ -20,8 +20,8 @@ import threading
 import time
 from pathlib import Path
 
-import agent2 as a2
-import zbxclient
+from lib import agent2 as a2
+from lib import zbxd
 
 MAX_INCOMING = 1 << 20
 PEAK_RSS_LIMIT = 64 << 20
@@ -219,11 +219,11 @@ def test_a_desync_turns_every_item_unsupported_with_the_reason(line, make_config
         cfg = a2.write_config(line, tools / "fault-proxy", cfg.directory, cfg.port)
         agent = a2.Agent2(cfg, env.get, env=agent_env).start()
         try:
-            assert zbxclient.one(cfg.port, "linux_status[version]", timeout=10).kind == "value"
+            assert zbxd.one(cfg.port, "linux_status[version]", timeout=10).kind == "value"
             # The proxy swallows this request and sends the plugin a 4 GiB length instead.
-            zbxclient.one(cfg.port, "linux_status[inject-desync]", timeout=4)
+            zbxd.one(cfg.port, "linux_status[inject-desync]", timeout=4)
             for key in ("linux_status[version]", "linux_status[tcp_status,LISTEN]"):
-                reply = zbxclient.one(cfg.port, key, timeout=10)
+                reply = zbxd.one(cfg.port, key, timeout=10)
                 message = reply.message.decode()
                 # Agent 2 capitalises the first letter of a plugin's error.
                 assert reply.kind == "notsupported" and message[:1].lower() + message[1:] == (

@@ -1,4 +1,4 @@
-"""Thousands of hostile keys (tests/robustness/hostile_keys.py) through a running agent 2:
+"""Thousands of hostile keys (tests/lib/hostile_keys.py) through a running agent 2:
 the agent and the plugin stay alive (same pids), every key gets a value or ZBX_NOTSUPPORTED
 with a message, and the plugin still answers right afterwards.
 """
@@ -8,9 +8,9 @@ from __future__ import annotations
 import collections
 import os
 
-import hostile_keys
-import scenario as sc
-import zbxclient
+from lib import hostile_keys
+from lib import scenario as sc
+from lib import zbxd
 
 KEYS = int(os.environ.get("AGENT2_HOSTILE_KEYS", "10000"))
 SEED = 20261201
@@ -20,7 +20,7 @@ MAX_MESSAGE = 4096
 def test_hostile_keys_leave_agent_and_plugin_alive(agent2, scenario):
     generated = list(hostile_keys.generate(KEYS, SEED))
     keys = [key for _, key in generated]
-    replies = zbxclient.run_requests(agent2.cfg.port, keys, concurrency=8, timeout=30.0)
+    replies = zbxd.run_requests(agent2.cfg.port, keys, concurrency=8, timeout=30.0)
     kinds: collections.Counter = collections.Counter()
     problems = []
     for (category, key), reply in zip(generated, replies):
@@ -36,5 +36,5 @@ def test_hostile_keys_leave_agent_and_plugin_alive(agent2, scenario):
     assert kinds["value"] >= KEYS // 100 and kinds["notsupported"] >= KEYS // 2, kinds
     agent2.assert_unchanged(f"after {KEYS} hostile keys")
     listen = sc.count_states(sc.ss_sockets())["LISTEN"]
-    after = zbxclient.one(agent2.cfg.port, "linux_status[tcp_status,LISTEN]")
+    after = zbxd.one(agent2.cfg.port, "linux_status[tcp_status,LISTEN]")
     assert after.kind == "value" and int(after.payload) == listen, after

@@ -16,20 +16,20 @@ import json
 
 import pytest
 
-import agent as ag
-import agent2 as a2
-import scenario as sc
-import test_keys as e2e_keys  # tests/e2e/test_keys.py: filters and their oracle
-import test_states as e2e_states  # tests/e2e/test_states.py: spellings, errors, traps
-import zbxclient
+from lib import agent as ag
+from lib import keys
+from lib import oracle
+from lib import agent2 as a2
+from lib import scenario as sc
+from lib import zbxd
 
-STATE_KEYS = e2e_states.STATE_KEYS
+STATE_KEYS = oracle.STATE_KEYS
 # One spelling per state for the slower -t path (every spelling goes through zabbix_get).
 BASE_STATE_KEYS = [
-    (state, f"linux_status[tcp_status,{e2e_states.CONTRACT_SPELLINGS[state][-1].lower()}]")
+    (state, f"linux_status[tcp_status,{oracle.CONTRACT_SPELLINGS[state][-1].lower()}]")
     for state in sc.KERNEL_STATES
 ]
-QUERY_OWN = e2e_states.QUERY_OWN_SOCKETS
+QUERY_OWN = oracle.QUERY_OWN_SOCKETS
 
 
 def get(agent: a2.Agent2, key: str) -> ag.ItemResult:
@@ -43,21 +43,21 @@ def test_scenario_matches_ss(scenario, agent_ports):
 
 @pytest.mark.parametrize("state,key", STATE_KEYS, ids=[k for _, k in STATE_KEYS])
 def test_state_count_zabbix_get(state, key, scenario, agent2, agent_ports):
-    before, _, result = e2e_states.bracketed(lambda: get(agent2, key))
-    e2e_states.check_count(
+    before, _, result = oracle.bracketed(lambda: get(agent2, key))
+    oracle.check_count(
         key, state, result.uint(), before, scenario, agent_ports, own=QUERY_OWN.get(state, 0)
     )
 
 
 @pytest.mark.parametrize("state,key", BASE_STATE_KEYS, ids=[k for _, k in BASE_STATE_KEYS])
 def test_state_count_test_mode(state, key, scenario, exact_config, agent_ports):
-    before, after, result = e2e_states.bracketed(lambda: a2.test_key(exact_config, key))
+    before, after, result = oracle.bracketed(lambda: a2.test_key(exact_config, key))
     appeared = {s.ident for s in after} - {s.ident for s in before}
     assert not appeared, f"-t {key}: sockets appeared during the check: {sorted(appeared)}"
     # Through agent 2 every value is text: `s`, not the module's `u`.
     assert result.type == "s", result.raw
     check_value = ag.ItemResult(result.key, "get", result.value, None, result.raw).uint()
-    e2e_states.check_count(key, state, check_value, before, scenario, agent_ports, own=0)
+    oracle.check_count(key, state, check_value, before, scenario, agent_ports, own=0)
 
 
 @pytest.mark.parametrize("state", [s for s in sc.KERNEL_STATES if s != "CLOSE"])
@@ -66,10 +66,10 @@ def test_states_agree_with_the_builtin_count(state, scenario, agent2):
     the same number (each query's own connection counts the same in both)."""
     ours_key = f"linux_status[tcp_status,{state}]"
     builtin_key = f"net.tcp.socket.count[,,,,{state.lower()}]"
-    for _ in range(e2e_keys.ATTEMPTS):
+    for _ in range(oracle.ATTEMPTS):
         before = {s.ident for s in sc.ss_sockets()}
-        ours = zbxclient.one(agent2.cfg.port, ours_key)
-        builtin = zbxclient.one(agent2.cfg.port, builtin_key)
+        ours = zbxd.one(agent2.cfg.port, ours_key)
+        builtin = zbxd.one(agent2.cfg.port, builtin_key)
         if before == {s.ident for s in sc.ss_sockets()}:
             break
     assert builtin.kind == "value", f"{builtin_key}: {builtin}"
@@ -77,24 +77,24 @@ def test_states_agree_with_the_builtin_count(state, scenario, agent2):
     assert int(ours.payload) == int(builtin.payload), (state, ours.payload, builtin.payload)
 
 
-@pytest.mark.parametrize("laddr,lport,raddr,rport", e2e_keys.FILTERS)
+@pytest.mark.parametrize("laddr,lport,raddr,rport", oracle.FILTERS)
 def test_filters_match_ss_and_the_builtin_count(laddr, lport, raddr, rport, scenario, agent2,
                                                 exact_config):
     params = f"{laddr},{lport},{raddr},{rport}"
-    before, summary = e2e_keys.settled(
+    before, summary = oracle.settled(
         lambda: json.loads(a2.test_key(exact_config, f"linux_status[tcp_summary,{params}]").value)
     )
-    assert {k: summary[k] for k in sc.KERNEL_STATES} == e2e_keys.oracle(
+    assert {k: summary[k] for k in sc.KERNEL_STATES} == oracle.oracle(
         before, laddr, lport, raddr, rport
     ), params
     builtin_differs = agent2_builtin_differs(laddr) or agent2_builtin_differs(raddr)
     for state in sc.KERNEL_STATES:
         if state == "CLOSE":
             continue  # not a state net.tcp.socket.count accepts
-        for _ in range(e2e_keys.ATTEMPTS):
+        for _ in range(oracle.ATTEMPTS):
             snapshot = sc.ss_sockets()
-            ours = zbxclient.one(agent2.cfg.port, f"linux_status[tcp_status,{state},{params}]")
-            builtin = zbxclient.one(
+            ours = zbxd.one(agent2.cfg.port, f"linux_status[tcp_status,{state},{params}]")
+            builtin = zbxd.one(
                 agent2.cfg.port, f"net.tcp.socket.count[{params},{state.lower()}]"
             )
             if {s.ident for s in snapshot} == {s.ident for s in sc.ss_sockets()}:
@@ -106,10 +106,10 @@ def test_filters_match_ss_and_the_builtin_count(laddr, lport, raddr, rport, scen
             # unlike zabbix_agentd's (C), whose rule the module and the plugin follow
             # (tests/e2e/test_keys.py proves it against zabbix_agentd 6.0 and 7.0): here the
             # plugin must give the ss oracle's count, the query's own connection included.
-            expected = e2e_keys.oracle(snapshot, laddr, lport, raddr, rport)[state]
+            expected = oracle.oracle(snapshot, laddr, lport, raddr, rport)[state]
             own = sum(1 for side in ("127.0.0.1",) if state == "ESTABLISHED"
-                      and e2e_keys.address_matches(laddr, ipaddress.ip_address(side))
-                      and e2e_keys.address_matches(raddr, ipaddress.ip_address(side))
+                      and oracle.address_matches(laddr, ipaddress.ip_address(side))
+                      and oracle.address_matches(raddr, ipaddress.ip_address(side))
                       and not lport and not rport) * 2
             assert int(ours.payload) == expected + own, (state, params, ours, expected, own)
             continue
@@ -125,25 +125,25 @@ def agent2_builtin_differs(spec: str) -> bool:
             and written.network.prefixlen < 96)
 
 
-@pytest.mark.parametrize("trap", e2e_states.SUBSTRING_TRAPS)
+@pytest.mark.parametrize("trap", oracle.SUBSTRING_TRAPS)
 def test_substring_traps(trap, agent2):
     result = get(agent2, f'linux_status[tcp_status,"{trap}"]')
-    e2e_states.unsupported(result, ("Unknown TCP state", "Valid states:", "ESTAB", "TIME-WAIT"))
+    oracle.unsupported(result, ("Unknown TCP state", "Valid states:", "ESTAB", "TIME-WAIT"))
 
 
-@pytest.mark.parametrize("key", list(e2e_states.ERROR_CASES))
+@pytest.mark.parametrize("key", list(oracle.ERROR_CASES))
 def test_errors_zabbix_get(key, agent2):
-    e2e_states.unsupported(get(agent2, key), e2e_states.ERROR_CASES[key])
+    oracle.unsupported(get(agent2, key), oracle.ERROR_CASES[key])
     agent2.assert_unchanged(f"after {key}")
 
 
-@pytest.mark.parametrize("key", list(e2e_states.ERROR_CASES))
+@pytest.mark.parametrize("key", list(oracle.ERROR_CASES))
 def test_errors_test_mode(key, exact_config):
-    e2e_states.unsupported(a2.test_key(exact_config, key), e2e_states.ERROR_CASES[key])
+    oracle.unsupported(a2.test_key(exact_config, key), oracle.ERROR_CASES[key])
 
 
 def test_tcp_summary_is_the_whole_table(scenario, exact_config, agent_ports):
-    before, got = e2e_keys.settled(
+    before, got = oracle.settled(
         lambda: json.loads(a2.test_key(exact_config, "linux_status[tcp_summary]").value)
     )
     assert list(got) == [*sc.KERNEL_STATES, "TOTAL", "ports", "ListenOverflows", "ListenDrops"]
@@ -152,44 +152,44 @@ def test_tcp_summary_is_the_whole_table(scenario, exact_config, agent_ports):
 
 
 def test_listen_discovery_lists_every_listening_port(scenario, exact_config, agent2):
-    before, result = e2e_keys.settled(
+    before, result = oracle.settled(
         lambda: a2.test_key(exact_config, "linux_status[listen_discovery]")
     )
     rows = json.loads(result.value)
-    assert rows == [{"{#PORT}": str(p)} for p in e2e_keys.listening_ports(before)], result.raw
+    assert rows == [{"{#PORT}": str(p)} for p in oracle.listening_ports(before)], result.raw
     # Through zabbix_get: the same list (the running agent's port is listening in both;
     # each query leaves a TIME_WAIT behind, so only vanished sockets repeat it).
-    before, _, answer = e2e_states.bracketed(lambda: get(agent2, "linux_status[listen_discovery]"))
+    before, _, answer = oracle.bracketed(lambda: get(agent2, "linux_status[listen_discovery]"))
     assert json.loads(answer.value) == [
-        {"{#PORT}": str(p)} for p in e2e_keys.listening_ports(before)
+        {"{#PORT}": str(p)} for p in oracle.listening_ports(before)
     ]
 
 
 def test_listen_stats_per_port(scenario, exact_config):
-    overflows = e2e_keys.netstat_counter("ListenOverflows")
-    before, result = e2e_keys.settled(
+    overflows = oracle.netstat_counter("ListenOverflows")
+    before, result = oracle.settled(
         lambda: a2.test_key(exact_config, "linux_status[listen_stats]")
     )
     stats = json.loads(result.value)
     ports = stats["ports"]
-    assert [p["port"] for p in ports] == e2e_keys.listening_ports(before)
+    assert [p["port"] for p in ports] == oracle.listening_ports(before)
     for entry in ports:
         listeners = [s for s in before if s.state == "LISTEN" and s.local_port == entry["port"]]
         assert entry["listeners"] == len(listeners), entry
         assert entry["accept_queue"] == sum(s.recv_q for s in listeners), entry
         local = [s for s in before if s.local_port == entry["port"]]
         assert {k: entry[k] for k in sc.KERNEL_STATES} == sc.count_states(local), entry
-    assert overflows <= stats["ListenOverflows"] <= e2e_keys.netstat_counter("ListenOverflows")
+    assert overflows <= stats["ListenOverflows"] <= oracle.netstat_counter("ListenOverflows")
 
 
 def test_tcp_ext_and_version(exact_config, agent2):
-    before = e2e_keys.netstat_counter("ListenDrops")
+    before = oracle.netstat_counter("ListenDrops")
     for result in (
         a2.test_key(exact_config, "linux_status[tcp_ext,ListenDrops]"),
         get(agent2, "linux_status[tcp_ext,ListenDrops]"),
     ):
         assert result.value.isdigit(), result.raw
-        assert before <= int(result.value) <= e2e_keys.netstat_counter("ListenDrops")
+        assert before <= int(result.value) <= oracle.netstat_counter("ListenDrops")
     bad = get(agent2, "linux_status[tcp_ext,NoSuchCounter]")
     assert not bad.supported and 'No TcpExt counter "NoSuchCounter"' in bad.message, bad.raw
     version = get(agent2, "linux_status[version]")
@@ -204,11 +204,20 @@ def test_every_json_key_through_zabbix_get(agent2):
         json.loads(result.value)
 
 
+@pytest.mark.parametrize("entry", keys.KEYS, ids=[entry["metric"] for entry in keys.KEYS])
+def test_every_registry_key_answers_its_sample(entry, agent2):
+    """Each key of lib/keys.json (the Rust registry) is answered by the plugin: a key added to
+    the registry is asked here without editing this suite."""
+    assert keys.metric_of(entry["sample"]) == entry["metric"], entry
+    result = get(agent2, entry["sample"])
+    assert result.supported, result.raw
+
+
 def test_concurrent_requests_are_all_answered_right(scenario, agent2, agent_ports):
     """Agent 2 sends concurrent export requests on the plugin's one connection: 600 LISTEN
     queries from 16 connections at once all give the LISTEN count."""
     listen = sc.count_states(sc.ss_sockets())["LISTEN"]
-    replies = zbxclient.run_requests(
+    replies = zbxd.run_requests(
         agent2.cfg.port, [b"linux_status[tcp_status,LISTEN]"] * 600, concurrency=16, timeout=30.0
     )
     kinds = {r.kind for r in replies}

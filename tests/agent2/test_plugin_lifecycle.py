@@ -17,9 +17,9 @@ import sys
 import textwrap
 import time
 
-import agent as ag
-import agent2 as a2
-import scenario as sc
+from lib import agent as ag
+from lib import agent2 as a2
+from lib import scenario as sc
 
 RESTARTS = 20
 CONTROL_STARTS = 10

@@ -1,5 +1,5 @@
 """The plugin probes netlink when the agent configures it, as the module probes at init: with
-netlink refused (the end-to-end suite's LD_PRELOAD shim, tests/e2e/test_backends.py, makes
+netlink refused (the LD_PRELOAD shim tests/lib/sock_diag_shim.c, the `shim` fixture, makes
 socket(AF_NETLINK, ..., NETLINK_SOCK_DIAG) fail with EACCES, as SELinux does), the very
 first answer under Backend=auto, linux_status[info], already names /proc as the source in
 use and the reason; and the counts that follow are exact. Both agent lines.
@@ -9,28 +9,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 
-import pytest
-
-import agent as ag
-import agent2 as a2
-import scenario as sc
-import test_backends as e2e_backends  # tests/e2e/test_backends.py: the shim's source
-import test_states as e2e_states
-
-
-@pytest.fixture(scope="module")
-def shim(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("shim")
-    source = directory / "sock_diag_shim.c"
-    source.write_text(e2e_backends.SHIM_SOURCE)
-    library = directory / "sock_diag_shim.so"
-    built = subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-o",
-                            str(library), str(source), "-ldl"],
-                           capture_output=True, text=True, timeout=60)
-    assert built.returncode == 0, built.stderr
-    return library
+from lib import agent as ag
+from lib import keys
+from lib import oracle
+from lib import agent2 as a2
+from lib import scenario as sc
 
 
 def test_first_answer_names_the_fallback(make_config, env, shim, scenario, agent_ports):
@@ -45,9 +29,10 @@ def test_first_answer_names_the_fallback(make_config, env, shim, scenario, agent
         info = json.loads(ag.zabbix_get(env.get, cfg.port, "linux_status[info]").value)
         assert (info["backend_configured"], info["backend_in_use"]) == ("auto", "proc"), info
         assert "Permission denied" in (info["fallback_reason"] or ""), info
+        assert tuple(info["keys"]) == keys.METRICS, info  # the registry, through the plugin
         key = "linux_status[tcp_status,LISTEN]"
-        before, _, result = e2e_states.bracketed(lambda: ag.zabbix_get(env.get, cfg.port, key))
-        e2e_states.check_count(key, "LISTEN", result.uint(), before, scenario, agent_ports, own=0)
+        before, _, result = oracle.bracketed(lambda: ag.zabbix_get(env.get, cfg.port, key))
+        oracle.check_count(key, "LISTEN", result.uint(), before, scenario, agent_ports, own=0)
         assert not agent.crash_lines(), agent.describe()
     finally:
         plugins = agent.plugin_pids()

@@ -16,10 +16,9 @@ import socket
 
 import pytest
 
-import agent2 as a2
-import scenario as sc
-import test_keys as e2e_keys
-import test_states as e2e_states
+from lib import agent2 as a2
+from lib import oracle
+from lib import scenario as sc
 
 BAD_SETTINGS = {
     "Backend=ebpf": 'Backend must be auto, proc or netlink, got "ebpf"',
@@ -44,12 +43,12 @@ def test_a_bad_setting_stops_the_agent_with_the_module_message(setting, make_con
 
 def test_netlink_backend_is_exact(make_config, scenario, agent_ports):
     cfg = make_config(settings=("Backend=netlink", "SnapshotLifetime=0"))
-    before, got = e2e_keys.settled(
+    before, got = oracle.settled(
         lambda: json.loads(a2.test_key(cfg, "linux_status[tcp_summary]").value)
     )
     assert {k: got[k] for k in sc.KERNEL_STATES} == sc.count_states(before)
     for state in ("LISTEN", "SYN_RECV", "TIME_WAIT"):
-        before, _, result = e2e_states.bracketed(
+        before, _, result = oracle.bracketed(
             lambda: a2.test_key(cfg, f"linux_status[tcp_status,{state}]")
         )
         assert int(result.value) == sc.count_states(before)[state], (state, result.raw)
@@ -57,11 +56,11 @@ def test_netlink_backend_is_exact(make_config, scenario, agent_ports):
 
 def test_shipped_defaults_are_exact(make_config, scenario, env, agent_ports):
     cfg = make_config(settings=())
-    before, got = e2e_keys.settled(
+    before, got = oracle.settled(
         lambda: json.loads(a2.test_key(cfg, "linux_status[tcp_summary]").value)
     )
     assert {k: got[k] for k in sc.KERNEL_STATES} == sc.count_states(before)
-    before, _, result = e2e_states.bracketed(
+    before, _, result = oracle.bracketed(
         lambda: a2.test_key(cfg, "linux_status[tcp_status,ESTABLISHED]")
     )
     assert int(result.value) == sc.count_states(before)["ESTABLISHED"], result.raw
@@ -70,7 +69,7 @@ def test_shipped_defaults_are_exact(make_config, scenario, env, agent_ports):
         # Requests arriving together share one scan (SnapshotLifetime 1000 ms by default):
         # stable states are exact through the running agent too.
         for state in ("LISTEN", "SYN_SENT", "SYN_RECV", "CLOSE_WAIT", "LAST_ACK", "CLOSING"):
-            before, _, result = e2e_states.bracketed(
+            before, _, result = oracle.bracketed(
                 lambda: a2.ag.zabbix_get(env.get, cfg.port, f"linux_status[tcp_status,{state}]")
             )
             assert int(result.value) == sc.count_states(before)[state], (state, result.raw)

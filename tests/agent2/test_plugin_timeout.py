@@ -15,15 +15,12 @@ usable. The timeout comes from where each agent line takes it:
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import struct
 import threading
 import time
 
-import agent2 as a2
-import zbxclient
+from lib import agent2 as a2
+from lib import zbxd
 
 HEADER = ("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid"
           "  timeout inode\n")
@@ -53,16 +50,10 @@ def ask(line: a2.Line, port: int, key: str) -> tuple[bool, str]:
     """(value or error, text): a plain passive check for 6.0, a 7.0 server's JSON one with an
     item timeout of 1 s for 7.0."""
     if line.version == "6.0":
-        reply = zbxclient.one(port, key, timeout=10)
+        reply = zbxd.one(port, key, timeout=10)
         assert reply.kind in ("value", "notsupported"), reply
         return reply.kind == "value", (reply.payload if reply.kind == "value" else reply.message).decode()
-    body = json.dumps({"request": "passive checks", "data": [{"key": key, "timeout": "1s"}]})
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(b"ZBXD\x01" + struct.pack("<II", len(body), 0) + body.encode())
-        data = b""
-        while chunk := conn.recv(65536):
-            data += chunk
-    answer = json.loads(data[13:])["data"][0]
+    answer = zbxd.json_check(port, key, item_timeout="1s")
     return "value" in answer, answer.get("value", answer.get("error", ""))
 
 

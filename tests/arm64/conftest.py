@@ -20,19 +20,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TESTS / "e2e"))
-sys.path.insert(0, str(TESTS / "agent2"))
-sys.path.insert(0, str(TESTS / "robustness"))
-
-import agent as ag  # noqa: E402  (tests/e2e/agent.py)
-import netns as netns_mod  # noqa: E402  (tests/e2e/netns.py)
-import scenario as sc  # noqa: E402  (tests/e2e/scenario.py)
+from lib import netns as netns_mod
 
 REQUIRED_ENV = (
     "LS_ARM64_SYSROOT",
@@ -43,8 +35,6 @@ REQUIRED_ENV = (
     "LINUX_STATUS_DEB_ARM64",
     "LINUX_STATUS_RPM_ARM64",
 )
-# TIME_WAIT lives 60 s; rebuild the scenario's before they get this old.
-TIME_WAIT_MAX_AGE = 40.0
 # Where the arm64 .deb puts the two binaries.
 DEB_MODULE = "usr/lib/zabbix/modules/liblinux_status.so"
 DEB_PLUGIN = "usr/sbin/zabbix-agent2-plugin/zabbix-agent2-plugin-linux-status"
@@ -133,37 +123,3 @@ def plugin(env, deb_root, tmp_path_factory) -> Path:
     does not follow execve without a binfmt handler). Named like the plugin."""
     return emulated(tmp_path_factory.mktemp("plugin") / "zabbix-agent2-plugin-linux-status", env,
                     deb_root / DEB_PLUGIN)
-
-
-@pytest.fixture(scope="session")
-def scenario_session(netns):
-    s = sc.Scenario()
-    try:
-        s.build()
-        s.verify()
-        yield s
-    finally:
-        s.close()
-
-
-# Every agent port of the session: a stopped agent leaves TIME_WAIT sockets on its port.
-_used_ports: list[int] = []
-
-
-@pytest.fixture(scope="session")
-def agent_ports() -> list[int]:
-    return _used_ports
-
-
-@pytest.fixture()
-def scenario(scenario_session, agent_ports):
-    """The session's scenario, with TIME_WAIT sockets young enough to outlive the test."""
-    if scenario_session.refresh_time_wait(TIME_WAIT_MAX_AGE):
-        scenario_session.verify(exclude_ports=agent_ports)
-    return scenario_session
-
-
-def new_port() -> int:
-    port = ag.free_port(avoid=(*sc.SCENARIO_PORTS, *_used_ports))
-    _used_ports.append(port)
-    return port

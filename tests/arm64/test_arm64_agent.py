@@ -19,13 +19,14 @@ import time
 
 import pytest
 
-import agent as ag
+from lib import agent as ag
+from lib import oracle
 import conftest
-import hostile_keys
-import scenario as sc
-import test_states as e2e_states  # tests/e2e/test_states.py: the oracle checks, errors, traps
+from lib import fixtures
+from lib import hostile_keys
+from lib import scenario as sc
 
-QUERY_OWN = e2e_states.QUERY_OWN_SOCKETS
+QUERY_OWN = oracle.QUERY_OWN_SOCKETS
 # What qemu-user answers socket(AF_NETLINK, ..., NETLINK_SOCK_DIAG) with.
 QEMU_NETLINK_REFUSAL = "Protocol not supported"
 # Hostile keys through the emulated agent (each one is a passive check; emulation is slow).
@@ -69,7 +70,7 @@ def test_the_binaries_are_aarch64_with_glibc_2_17_at_most(module, deb_root, env)
 
 
 def start(agentd: str, module, tmp_path, settings):
-    cfg = ag.write_config(tmp_path, module, conftest.new_port(), module_settings=settings)
+    cfg = ag.write_config(tmp_path, module, fixtures.new_port(), module_settings=settings)
     return cfg, ag.running_agent(agentd, os.environ["ZABBIX_GET"], cfg)
 
 
@@ -101,15 +102,15 @@ def test_version_and_start_line(running):
 def test_every_state_exact(state, running, scenario, agent_ports):
     key = f"linux_status[tcp_status,{state}]"
     fresh(running)
-    before, _, result = e2e_states.bracketed(
+    before, _, result = oracle.bracketed(
         lambda: ag.zabbix_get(running.get_bin, running.cfg.port, key))
-    e2e_states.check_count(key, state, result.uint(), before, scenario, agent_ports,
+    oracle.check_count(key, state, result.uint(), before, scenario, agent_ports,
                            own=QUERY_OWN.get(state, 0))
 
 
 def test_summary_exact(running, scenario, agent_ports):
     fresh(running)
-    before, _, result = e2e_states.bracketed(
+    before, _, result = oracle.bracketed(
         lambda: ag.zabbix_get(running.get_bin, running.cfg.port, "linux_status[tcp_summary]"))
     summary = json.loads(result.value)
     expected = sc.count_states(before)
@@ -129,22 +130,22 @@ def test_info_names_the_source_in_use(running):
 
 
 def test_errors_and_traps_leave_the_agent_alive(running):
-    for key, phrases in e2e_states.ERROR_CASES.items():
-        e2e_states.unsupported(ag.zabbix_get(running.get_bin, running.cfg.port, key), phrases)
-    for trap in e2e_states.SUBSTRING_TRAPS[:8]:
-        e2e_states.unsupported(
+    for key, phrases in oracle.ERROR_CASES.items():
+        oracle.unsupported(ag.zabbix_get(running.get_bin, running.cfg.port, key), phrases)
+    for trap in oracle.SUBSTRING_TRAPS[:8]:
+        oracle.unsupported(
             ag.zabbix_get(running.get_bin, running.cfg.port, f'linux_status[tcp_status,"{trap}"]'),
             ("Unknown TCP state", "Valid states:"))
-    e2e_states.assert_agent_unharmed(running)
+    oracle.assert_agent_unharmed(running)
 
 
 def test_hostile_keys_leave_the_agent_alive(running, scenario):
-    """Generated hostile keys (tests/robustness/hostile_keys.py) through the emulated agent:
+    """Generated hostile keys (tests/lib/hostile_keys.py) through the emulated agent:
     each gets a value or a bounded message; same pids afterwards; LISTEN still exact."""
-    import zbxclient
+    from lib import zbxd
 
     generated = list(hostile_keys.generate(HOSTILE_KEYS, seed=20261207))
-    replies = zbxclient.run_requests(running.cfg.port, [k for _, k in generated],
+    replies = zbxd.run_requests(running.cfg.port, [k for _, k in generated],
                                      concurrency=2, timeout=60.0)
     problems = []
     for (category, key), reply in zip(generated, replies):
@@ -154,7 +155,7 @@ def test_hostile_keys_leave_the_agent_alive(running, scenario):
         elif reply.kind != "value":
             problems.append(f"{category}: {reply.kind} {reply.error} for {key[:80]!r}")
     assert not problems, "\n".join(problems[:20])
-    e2e_states.assert_agent_unharmed(running)
+    oracle.assert_agent_unharmed(running)
     fresh(running)
     listen = sc.count_states(sc.ss_sockets())["LISTEN"]
     after = ag.zabbix_get(running.get_bin, running.cfg.port, "linux_status[tcp_status,LISTEN]")
@@ -173,4 +174,4 @@ def test_backend_netlink_is_unsupported_naming_the_reason(agentd, module, tmp_pa
             assert QEMU_NETLINK_REFUSAL in (result.message or ""), result.raw
         info = json.loads(ag.zabbix_get(agent.get_bin, cfg.port, "linux_status[info]").value)
         assert (info["backend_configured"], info["backend_in_use"]) == ("netlink", "netlink"), info
-        e2e_states.assert_agent_unharmed(agent)
+        oracle.assert_agent_unharmed(agent)

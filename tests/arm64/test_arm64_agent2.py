@@ -19,15 +19,15 @@ from pathlib import Path
 
 import pytest
 
-import agent as ag
-import agent2 as a2
-import conftest
-import hostile_keys
-import scenario as sc
-import test_states as e2e_states
-import zbxclient
+from lib import agent as ag
+from lib import oracle
+from lib import agent2 as a2
+from lib import fixtures
+from lib import hostile_keys
+from lib import scenario as sc
+from lib import zbxd
 
-QUERY_OWN = e2e_states.QUERY_OWN_SOCKETS
+QUERY_OWN = oracle.QUERY_OWN_SOCKETS
 QEMU_NETLINK_REFUSAL = "Protocol not supported"
 PR_SET_CHILD_SUBREAPER = 36
 HOSTILE_KEYS = 200
@@ -57,7 +57,7 @@ def agent2(env, agent2_binary, plugin, scenario_session, tmp_path_factory):
     line = a2.Line("6.0", agent2_binary)
     version = a2.version_of(line, plugin, tmp_path_factory.mktemp("version"))
     assert version == "6.0.14", version
-    cfg = a2.write_config(line, plugin, tmp_path_factory.mktemp("agent2"), conftest.new_port(),
+    cfg = a2.write_config(line, plugin, tmp_path_factory.mktemp("agent2"), fixtures.new_port(),
                           timeout=10)
     agent = a2.Agent2(cfg, env.get)
     # Emulated start-up takes longer than a native one.
@@ -93,13 +93,13 @@ def test_first_answer_already_names_the_fallback(agent2):
 @pytest.mark.parametrize("state", sc.KERNEL_STATES)
 def test_every_state_exact(state, agent2, scenario, agent_ports):
     key = f"linux_status[tcp_status,{state}]"
-    before, _, result = e2e_states.bracketed(lambda: get(agent2, key))
-    e2e_states.check_count(key, state, result.uint(), before, scenario, agent_ports,
+    before, _, result = oracle.bracketed(lambda: get(agent2, key))
+    oracle.check_count(key, state, result.uint(), before, scenario, agent_ports,
                            own=QUERY_OWN.get(state, 0))
 
 
 def test_summary_exact(agent2, scenario):
-    before, _, result = e2e_states.bracketed(lambda: get(agent2, "linux_status[tcp_summary]"))
+    before, _, result = oracle.bracketed(lambda: get(agent2, "linux_status[tcp_summary]"))
     summary = json.loads(result.value)
     expected = sc.count_states(before)
     for state, own in QUERY_OWN.items():
@@ -109,10 +109,10 @@ def test_summary_exact(agent2, scenario):
 
 def test_hostile_keys_leave_agent_and_plugin_alive(agent2, scenario):
     pids = (agent2.pid, plugin_processes(agent2))
-    for key, phrases in e2e_states.ERROR_CASES.items():
-        e2e_states.unsupported(get(agent2, key), phrases)
+    for key, phrases in oracle.ERROR_CASES.items():
+        oracle.unsupported(get(agent2, key), phrases)
     generated = list(hostile_keys.generate(HOSTILE_KEYS, seed=20261208))
-    replies = zbxclient.run_requests(agent2.cfg.port, [k for _, k in generated],
+    replies = zbxd.run_requests(agent2.cfg.port, [k for _, k in generated],
                                      concurrency=2, timeout=60.0)
     problems = [f"{c}: {r.kind} {r.error} for {k[:80]!r}" for (c, k), r in zip(generated, replies)
                 if r.kind not in ("value", "notsupported")]

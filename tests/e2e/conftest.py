@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-import agent as agent_mod
-import netns as netns_mod
-import scenario as scenario_mod
+from lib import agent as agent_mod
+from lib import fixtures
+from lib import netns as netns_mod
 
 REQUIRED_ENV = (
     "LINUX_STATUS_SO",
@@ -33,8 +33,6 @@ REQUIRED_ENV = (
 # Every agent-facing test runs once per agent line, with the same built .so:
 # (Zabbix version the binary must report, environment variable holding its path).
 AGENT_LINES = (("6.0", "ZABBIX_AGENTD"), ("7.0", "ZABBIX_AGENTD_70"))
-# TIME_WAIT lives 60 s; rebuild the scenario's before they get this old.
-TIME_WAIT_MAX_AGE = 40.0
 
 
 class Env:
@@ -62,23 +60,10 @@ def netns(env: Env) -> None:
     print(f"[e2e] {netns_mod.hide_host_module_config()}")
 
 
-@pytest.fixture(scope="session")
-def scenario_session(netns):
-    sc = scenario_mod.Scenario()
-    try:
-        sc.build()
-        sc.verify()
-        yield sc
-    finally:
-        sc.close()
-
-
 @pytest.fixture()
 def scenario(scenario_session, agent_config, agent_ports):
-    """The session's scenario, with TIME_WAIT sockets young enough to outlive the test."""
-    if scenario_session.refresh_time_wait(TIME_WAIT_MAX_AGE):
-        scenario_session.verify(exclude_ports=agent_ports)
-    return scenario_session
+    """lib/fixtures.py's `scenario`, after this test's agent port is handed out."""
+    return fixtures.young_time_wait(scenario_session, agent_ports)
 
 
 @pytest.fixture(scope="session", params=[line for line, _ in AGENT_LINES])
@@ -93,22 +78,10 @@ def agentd(request, env) -> str:
     return path
 
 
-# Ports already given to an agent config this session (each agent line gets its own).
-_used_agent_ports: list[int] = []
-
-
-@pytest.fixture(scope="session")
-def agent_ports() -> list[int]:
-    """Every agent port of the session: an agent stopped earlier leaves TIME_WAIT sockets of
-    its passive checks on its port for 60 s, which are not the scenario's."""
-    return _used_agent_ports
-
-
 @pytest.fixture(scope="session")
 def agent_config(env, netns, agentd, tmp_path_factory) -> agent_mod.AgentConfig:
-    port = agent_mod.free_port(avoid=(*scenario_mod.SCENARIO_PORTS, *_used_agent_ports))
-    _used_agent_ports.append(port)
-    return agent_mod.write_config(tmp_path_factory.mktemp("agent"), env.so, port)
+    # Each agent line gets its own port.
+    return agent_mod.write_config(tmp_path_factory.mktemp("agent"), env.so, fixtures.new_port())
 
 
 @pytest.fixture(scope="session")

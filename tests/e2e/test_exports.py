@@ -12,6 +12,8 @@ import json
 import subprocess
 import sys
 
+from lib import scenario as sc
+
 EXPECTED_EXPORTS = {
     "zbx_module_api_version",
     "zbx_module_init",
@@ -22,15 +24,8 @@ EXPECTED_EXPORTS = {
 
 
 def defined_dynamic_symbols(path) -> list[tuple[str, str]]:
-    out = subprocess.run(
-        ["nm", "-D", "--defined-only", str(path)],
-        check=True, capture_output=True, text=True, timeout=30,
-    ).stdout
     symbols = []
-    for line in out.splitlines():
-        fields = line.split()
-        if not fields:
-            continue
+    for line, fields in sc.output_fields(["nm", "-D", "--defined-only", str(path)]):
         # "ADDRESS TYPE NAME" (NAME may carry a @VERSION suffix).
         assert len(fields) == 3, f"unexpected nm line: {line!r}"
         symbols.append((fields[1], fields[2]))

@@ -14,74 +14,17 @@ exact; a query is repeated when the table changed around it (an old TIME_WAIT ex
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import socket
 
 import pytest
 
-import agent as ag
-import scenario as sc
-
-ATTEMPTS = 5
-
-
-def settled(query):
-    """Runs `query` between two ss snapshots until none of the first vanished or changed."""
-    for _ in range(ATTEMPTS):
-        before = sc.ss_sockets()
-        result = query()
-        after = sc.ss_sockets()
-        if {s.ident for s in before} == {s.ident for s in after}:
-            return before, result
-    pytest.fail("the socket table kept changing around the query")
-
-
-def split(endpoint: str) -> tuple[ipaddress._BaseAddress, int]:
-    host, port = endpoint.rsplit(":", 1)
-    host = host.strip("[]")
-    if host == "*":
-        host = "::"
-    address = ipaddress.ip_address(host)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return address, int(port) if port != "*" else 0
-
-
-def address_matches(spec: str, address) -> bool:
-    """net.tcp.socket.count's rule: a filter written as ::ffff:a.b.c.d/p with p > 0 compares
-    IPv4 addresses in their mapped form (so /96 and up is the IPv4 network, and /64 also
-    covers ::/64); any other IPv6 filter (::ffff:.../0 included) sees real IPv6 only."""
-    if not spec:
-        return True
-    written = ipaddress.ip_interface(spec)
-    network = written.network
-    if (isinstance(written, ipaddress.IPv6Interface) and written.ip.ipv4_mapped is not None
-            and network.prefixlen > 0):
-        if address.version == 4:
-            address = ipaddress.IPv6Address(f"::ffff:{address}")
-        return address in network
-    return address.version == network.version and address in network
-
-
-def port_matches(spec: str, port: int) -> bool:
-    """Empty or 0 means any port (as in net.tcp.socket.count)."""
-    return not spec or int(spec) == 0 or int(spec) == port
-
-
-def oracle(sockets, laddr="", lport="", raddr="", rport="") -> dict[str, int]:
-    """ss's sockets through the filter, counted per state (the independent answer)."""
-    counts = dict.fromkeys(sc.KERNEL_STATES, 0)
-    for s in sockets:
-        (la, lp), (ra, rp) = split(s.local), split(s.peer)
-        if (
-            address_matches(laddr, la)
-            and port_matches(lport, lp)
-            and address_matches(raddr, ra)
-            and port_matches(rport, rp)
-        ):
-            counts[s.state] += 1
-    return counts
+from lib import agent as ag
+from lib import keys
+from lib import scenario as sc
+from lib.oracle import (
+    ATTEMPTS, FILTERS, listening_ports, netstat_counter, oracle, settled,
+)
 
 
 def summary(agentd, cfg, key) -> dict[str, int]:
@@ -99,30 +42,6 @@ def test_tcp_summary_is_the_whole_table(scenario, agentd, agent_config, agent_po
     assert {k: got[k] for k in sc.KERNEL_STATES} == expected
     assert got["TOTAL"] == len(before)
     assert sc.count_states(before, exclude_ports=agent_ports) == scenario.counts
-
-
-FILTERS = [
-    # (laddr, lport, raddr, rport)
-    ("", "20001", "", ""),
-    ("", "20003", "", ""),  # dual-stack: IPv4-mapped and IPv6 connections
-    ("127.0.0.1", "20003", "", ""),  # IPv4 filter sees the IPv4-mapped accepted sockets
-    ("::ffff:127.0.0.1", "", "", ""),  # written as mapped: still the IPv4 address
-    ("::1", "", "", ""),
-    ("::/0", "", "", ""),  # real IPv6 only
-    ("0.0.0.0/0", "", "", ""),  # every IPv4 socket, mapped ones included
-    ("127.0.0.0/8", "", "127.0.0.1/32", "20001"),
-    ("", "", "", "20002"),
-    ("", "", "::1/128", ""),
-    ("", "0", "", ""),  # port 0 means any, as in net.tcp.socket.count
-    ("10.0.0.0/8", "", "", ""),  # nothing there
-    # Written as IPv4-mapped, every prefix 0-128 as net.tcp.socket.count takes it.
-    ("::ffff:127.0.0.1/120", "", "", ""),
-    ("::ffff:127.0.0.1/96", "", "", ""),
-    ("::ffff:127.0.0.1/88", "", "", ""),  # the ::ffff:0:0/88 block: IPv4 only
-    ("::ffff:127.0.0.1/64", "", "", ""),  # ::/64: every IPv4 address and ::1
-    ("", "", "::ffff:10.0.0.1/80", ""),
-    ("::ffff:127.0.0.1/0", "", "", ""),  # /0: real IPv6 only
-]
 
 
 @pytest.mark.parametrize("laddr,lport,raddr,rport", FILTERS)
@@ -180,10 +99,6 @@ def test_service_names_are_ports(scenario, agentd, agent_config):
     assert not bad.supported and "unknown service name" in bad.message, bad.raw
 
 
-def listening_ports(sockets) -> list[int]:
-    return sorted({s.local_port for s in sockets if s.state == "LISTEN"})
-
-
 def test_listen_discovery_lists_every_listening_port(scenario, agentd, agent_config):
     before, result = settled(
         lambda: ag.test_key(agentd, agent_config, "linux_status[listen_discovery]")
@@ -191,11 +106,6 @@ def test_listen_discovery_lists_every_listening_port(scenario, agentd, agent_con
     rows = json.loads(result.value)
     assert rows == [{"{#PORT}": str(port)} for port in listening_ports(before)], result.raw
     assert {int(r["{#PORT}"]) for r in rows} >= set(sc.SCENARIO_PORTS)
-
-
-def netstat_counter(name: str) -> int:
-    lines = [ln.split() for ln in open("/proc/net/netstat") if ln.startswith("TcpExt:")]
-    return int(lines[1][lines[0].index(name)])
 
 
 def test_listen_stats_per_port(scenario, agentd, agent_config):
@@ -231,3 +141,12 @@ def test_tcp_ext_counters(agentd, agent_config):
     assert before <= result.uint() <= netstat_counter("ListenDrops")
     bad = ag.test_key(agentd, agent_config, "linux_status[tcp_ext,NoSuchCounter]")
     assert not bad.supported and 'No TcpExt counter "NoSuchCounter"' in bad.message, bad.raw
+
+
+@pytest.mark.parametrize("entry", keys.KEYS, ids=[entry["metric"] for entry in keys.KEYS])
+def test_every_registry_key_answers_its_sample(entry, agent, env):
+    """Each key of lib/keys.json (the Rust registry) is answered, through the running agent:
+    a key added to the registry is asked here without editing this suite."""
+    assert keys.metric_of(entry["sample"]) == entry["metric"], entry
+    result = ag.zabbix_get(env.get, agent.cfg.port, entry["sample"])
+    assert result.supported, result.raw

@@ -9,7 +9,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-import agent as ag
+from lib import agent as ag
 
 CARGO_TOML = Path(__file__).resolve().parents[2] / "Cargo.toml"
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import time
 
-import scenario as sc
-import system as sysmod
+from lib import scenario as sc
+from lib import system as sysmod
+from lib import zbxd
 
 ATTEMPTS = 6
 QUERY_OWN_SOCKETS = {"ESTABLISHED": 2}
@@ -31,7 +32,7 @@ def _bracketed(port: int, key: str) -> tuple[tuple[str, str], dict[str, int]]:
     last = None
     for _ in range(ATTEMPTS):
         before = sc.ss_sockets()
-        reply = sysmod.passive_check(port, key)
+        reply = zbxd.check(port, key)
         after = sc.ss_sockets()
         gone = {s.ident for s in before} - {s.ident for s in after}
         new = [s for s in after if s.ident not in {b.ident for b in before}]

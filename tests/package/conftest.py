@@ -15,17 +15,14 @@ Missing variables or a shared namespace fail the tests; nothing is skipped.
 from __future__ import annotations
 
 import os
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
-import netns as netns_mod  # noqa: E402  (tests/e2e/netns.py)
-import scenario as scenario_mod  # noqa: E402  (tests/e2e/scenario.py)
+from lib import netns as netns_mod
 
 REQUIRED_ENV = (
     "LINUX_STATUS_DEB",
@@ -92,12 +89,6 @@ def netns(env) -> None:
 
 
 @pytest.fixture(scope="session")
-def scenario(netns):
-    """The e2e suite's known socket table, in this namespace, for the whole session."""
-    sc = scenario_mod.Scenario()
-    try:
-        sc.build()
-        sc.verify()
-        yield sc
-    finally:
-        sc.close()
+def scenario(scenario_session):
+    """The known socket table (lib/fixtures.py), in this namespace, for the whole session."""
+    return scenario_session

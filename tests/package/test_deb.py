@@ -29,7 +29,8 @@ from pathlib import Path
 import pytest
 
 import answers
-import system as sysmod
+from lib import system as sysmod
+from lib import zbxd
 from conftest import PLUGIN_PATH, PLUGIN_SNIPPET
 
 SO = "/usr/lib/zabbix/modules/liblinux_status.so"
@@ -70,13 +71,19 @@ def includes_naming(system: sysmod.System, needle: str) -> list[str]:
     return hits
 
 
-def start_agentd(system: sysmod.System, with_module: bool) -> sysmod.Service:
-    log = system.path(AGENTD_LOG)
+def fresh_start(system: sysmod.System, unit: str, log_file: str) -> tuple[sysmod.Service, str]:
+    """Starts `unit` with its log emptied first: (the running service, this start's log lines
+    once it answers agent.ping)."""
+    log = system.path(log_file)
     if log.exists():
-        log.write_text("")  # this start's lines only
-    agent = sysmod.Service(system, "zabbix-agent").start()
-    text = log.read_text(errors="replace")
-    reply = sysmod.passive_check(sysmod.AGENT_PORT, "linux_status[version]")
+        log.write_text("")
+    agent = sysmod.Service(system, unit).start()
+    return agent, log.read_text(errors="replace")
+
+
+def start_agentd(system: sysmod.System, with_module: bool) -> sysmod.Service:
+    agent, text = fresh_start(system, "zabbix-agent", AGENTD_LOG)
+    reply = zbxd.check(sysmod.AGENT_PORT, "linux_status[version]")
     if with_module:
         assert f"loaded modules: {SO}" in text, agent.describe()
         assert agent.argv[0] == "/usr/sbin/zabbix_agentd", agent.argv
@@ -107,7 +114,7 @@ def check_agentd_answers(system: sysmod.System, label: str, version: str) -> Non
     assert sha256(system.path(SO)) == packaged_so_sha(Path(os.environ["LINUX_STATUS_DEB"]))
     agent = start_agentd(system, with_module=True)
     try:
-        assert sysmod.passive_check(sysmod.AGENT_PORT, "linux_status[version]") == ("value", version)
+        assert zbxd.check(sysmod.AGENT_PORT, "linux_status[version]") == ("value", version)
         answers.assert_match_ss(label)
     finally:
         stop(agent)
@@ -117,13 +124,9 @@ def check_agent2(system: sysmod.System, meta, installed: bool) -> None:
     """Agent 2 starts on Debian's configuration, whatever the package's state. With the
     package installed and the plugin shipped (Cargo.toml), it uses the plugin and answers as
     `ss`; otherwise it knows no linux_status key."""
-    log = system.path(AGENT2_LOG)
-    if log.exists():
-        log.write_text("")
-    agent = sysmod.Service(system, "zabbix-agent2").start()
+    agent, text = fresh_start(system, "zabbix-agent2", AGENT2_LOG)
     try:
-        text = log.read_text(errors="replace")
-        version = sysmod.passive_check(sysmod.AGENT_PORT, "linux_status[version]")
+        version = zbxd.check(sysmod.AGENT_PORT, "linux_status[version]")
         if installed and meta.plugin:
             assert system.exists(PLUGIN_PATH)
             assert f"using plugin 'LinuxStatus' ({PLUGIN_PATH})" in text, agent.describe()

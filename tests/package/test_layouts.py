@@ -30,9 +30,10 @@ from pathlib import Path
 
 import pytest
 
-import system as sysmod
+from lib import system as sysmod
+from lib import zbxd
 from conftest import PLUGIN_PATH, PLUGIN_SNIPPET, ROOT
-from test_deb import (AGENTD_LOG, AGENTD_SNIPPET, SO, check_agent2, check_agentd_answers,
+from test_deb import (fresh_start, AGENTD_LOG, AGENTD_SNIPPET, SO, check_agent2, check_agentd_answers,
                       dpkg_status, stop)
 
 AGENTD_CONF = "/etc/zabbix/zabbix_agentd.conf"
@@ -141,27 +142,20 @@ def to_zabbix_layout(system: sysmod.System) -> None:
 
 def start_agentd_once(system: sysmod.System, so: str = SO) -> None:
     """zabbix_agentd starts, logs the module loaded and answers linux_status[version]."""
-    log = system.path(AGENTD_LOG)
-    if log.exists():
-        log.write_text("")
-    agent = sysmod.Service(system, "zabbix-agent").start()
+    agent, text = fresh_start(system, "zabbix-agent", AGENTD_LOG)
     try:
-        text = log.read_text(errors="replace")
         assert f"loaded modules: {so}" in text, agent.describe()
-        reply = sysmod.passive_check(sysmod.AGENT_PORT, "linux_status[version]")
+        reply = zbxd.check(sysmod.AGENT_PORT, "linux_status[version]")
         assert reply[0] == "value", reply
     finally:
         stop(agent)
 
 
 def start_agentd_without(system: sysmod.System) -> None:
-    log = system.path(AGENTD_LOG)
-    if log.exists():
-        log.write_text("")
-    agent = sysmod.Service(system, "zabbix-agent").start()
+    agent, text = fresh_start(system, "zabbix-agent", AGENTD_LOG)
     try:
-        assert "liblinux_status" not in log.read_text(errors="replace"), agent.describe()
-        reply = sysmod.passive_check(sysmod.AGENT_PORT, "linux_status[version]")
+        assert "liblinux_status" not in text, agent.describe()
+        reply = zbxd.check(sysmod.AGENT_PORT, "linux_status[version]")
         assert reply[0] == "notsupported", reply
     finally:
         stop(agent)

@@ -22,7 +22,8 @@ import socket
 import pytest
 
 import answers
-import system as sysmod
+from lib import system as sysmod
+from lib import zbxd
 from conftest import PLUGIN_SNIPPET
 from test_deb import stop
 
@@ -60,7 +61,7 @@ def run_agent2(system: sysmod.System, label: str) -> None:
     agent = sysmod.Service(system, "zabbix-agent2").start()
     try:
         assert system.path(RUN_SOCKET).is_socket(), f"[{label}] no {RUN_SOCKET}\n{agent.describe()}"
-        version = sysmod.passive_check(sysmod.AGENT_PORT, "linux_status[version]")
+        version = zbxd.check(sysmod.AGENT_PORT, "linux_status[version]")
         assert version[0] == "value", (label, version)
         answers.assert_match_ss(label)
     finally:
@@ -121,7 +122,7 @@ def test_default_kept_without_run_zabbix(env, meta, scenario):
         agent = sysmod.Service(system, "zabbix-agent2").start()  # creates /run/zabbix
         try:
             assert system.path(TMP_SOCKET).is_socket(), agent.describe()
-            assert sysmod.passive_check(sysmod.AGENT_PORT, "linux_status[version]")[0] == "value"
+            assert zbxd.check(sysmod.AGENT_PORT, "linux_status[version]")[0] == "value"
         finally:
             stop(agent)
         system.run(TOOL, "place")
@@ -135,7 +136,7 @@ def _refused(system: sysmod.System, env, reason: str) -> None:
     assert not system.exists(GENERATED)
     agent = sysmod.Service(system, "zabbix-agent2").start()
     try:
-        assert sysmod.passive_check(sysmod.AGENT_PORT, "linux_status[version]")[0] == "value"
+        assert zbxd.check(sysmod.AGENT_PORT, "linux_status[version]")[0] == "value"
     finally:
         stop(agent)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-import system as sysmod
+from lib import system as sysmod
 from conftest import ROOT
 from test_layouts import assert_loaded_once, assert_not_loaded, start_agentd_once
 

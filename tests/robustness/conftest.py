@@ -7,7 +7,7 @@ scripts/setup` and the built module:
     unshare -n -- $PYTHON -m pytest -p no:cacheprovider -q -s tests/robustness
 
 Missing variables or a shared namespace fail the tests (nothing is skipped). The agent
-driver is the end-to-end suite's (tests/e2e/agent.py, imported, not copied); `RobustAgent`
+driver is the end-to-end suite's (tests/lib/agent.py, imported, not copied); `RobustAgent`
 adds what these tests need: extra environment for the agent (the module's test-only
 LINUX_STATUS_PROC_NET_DIR), another Timeout, and per-worker /proc figures.
 
@@ -20,17 +20,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-E2E = Path(__file__).resolve().parent.parent / "e2e"
-sys.path.insert(0, str(E2E))
-
-import agent as agent_mod  # noqa: E402  (tests/e2e/agent.py)
-import netns as netns_mod  # noqa: E402  (tests/e2e/netns.py)
-import scenario as scenario_mod  # noqa: E402  (tests/e2e/scenario.py)
+from lib import agent as agent_mod
+from lib import netns as netns_mod
+from lib import scenario as scenario_mod
 
 REQUIRED_ENV = ("LINUX_STATUS_SO", "ZABBIX_AGENTD", "ZABBIX_GET", "LD_LIBRARY_PATH")
 
@@ -54,7 +50,7 @@ def env() -> Env:
 @pytest.fixture(scope="session", autouse=True)
 def netns(env) -> None:
     """A private network namespace with a socket hash of its own and loopback up (see
-    tests/e2e/netns.py): the figures do not depend on the machine's other namespaces."""
+    tests/lib/netns.py): the figures do not depend on the machine's other namespaces."""
     cost = netns_mod.enter_private_namespace(
         "unshare -n -- $PYTHON -m pytest -q -s tests/robustness"
     )
@@ -169,7 +165,7 @@ def start_agent(env, tmp_path):
             directory, env.so, port, module_settings=module_settings, start_agents=start_agents,
         )
         text = cfg.path.read_text()
-        assert "Timeout=3\n" in text, "tests/e2e/agent.py config changed: no Timeout=3 line"
+        assert "Timeout=3\n" in text, "tests/lib/agent.py config changed: no Timeout=3 line"
         cfg.path.write_text(text.replace("Timeout=3\n", f"Timeout={timeout}\n"))
         a = RobustAgent(env, cfg, start_agents, extra_env)
         a.start()

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-import zbxclient
+from lib import zbxd
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 KERNEL_STATES = ("ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
@@ -90,8 +90,8 @@ def use(net_dir: Path, tcp: Path | None = None, tcp6: Path | None = None) -> Non
             shutil.copyfile(source, target)
 
 
-def ask(port: int, key: str) -> zbxclient.Reply:
-    reply = zbxclient.one(port, key, timeout=30)
+def ask(port: int, key: str) -> zbxd.Reply:
+    reply = zbxd.one(port, key, timeout=30)
     assert reply.kind in ("value", "notsupported"), f"{key}: {reply}"
     return reply
 

@@ -22,8 +22,8 @@ import os
 import re
 import time
 
-import hostile_keys
-import zbxclient
+from lib import hostile_keys
+from lib import zbxd
 
 KEYS = int(os.environ.get("HOSTILE_KEYS", "100000"))
 SEED = int(os.environ.get("HOSTILE_SEED", "20260425"))
@@ -40,7 +40,7 @@ AGENT_MESSAGES = {
 VERSION = re.compile(rb"^\d+\.\d+\.\d+\S*$")
 
 
-def classify(key: bytes, reply: zbxclient.Reply) -> tuple[str, str | None]:
+def classify(key: bytes, reply: zbxd.Reply) -> tuple[str, str | None]:
     """(kind, problem or None)."""
     if reply.kind == "notsupported":
         message = reply.message
@@ -70,7 +70,7 @@ def classify(key: bytes, reply: zbxclient.Reply) -> tuple[str, str | None]:
 
 
 def send_batch(port: int, keys: list[bytes]) -> list[tuple[str, str | None, int]]:
-    replies = zbxclient.run_requests(port, keys, concurrency=CONCURRENCY, timeout=30.0)
+    replies = zbxd.run_requests(port, keys, concurrency=CONCURRENCY, timeout=30.0)
     out = []
     for key, reply in zip(keys, replies):
         kind, problem = classify(key, reply)
@@ -81,7 +81,7 @@ def send_batch(port: int, keys: list[bytes]) -> list[tuple[str, str | None, int]
 def test_hostile_keys_never_hurt_the_agent(start_agent, figures):
     agent = start_agent(start_agents=4)
     port = agent.cfg.port
-    assert zbxclient.one(port, "linux_status[tcp_status,LISTEN]").payload.isdigit()
+    assert zbxd.one(port, "linux_status[tcp_status,LISTEN]").payload.isdigit()
 
     categories: collections.Counter = collections.Counter()
     kinds: collections.Counter = collections.Counter()
@@ -91,14 +91,14 @@ def test_hostile_keys_never_hurt_the_agent(start_agent, figures):
     total_bytes = 0
     started = time.monotonic()
     generator = hostile_keys.generate(KEYS, SEED)
-    for batch in zbxclient.chunks(generator, BATCH * PROCESSES):
+    for batch in zbxd.chunks(generator, BATCH * PROCESSES):
         for category, key in batch:
             categories[category] += 1
             longest_key = max(longest_key, len(key))
             total_bytes += len(key)
         keys = [key for _, key in batch]
         slices = [(port, keys[i::PROCESSES]) for i in range(PROCESSES)]
-        results = zbxclient.in_processes(send_batch, slices, timeout=600)
+        results = zbxd.in_processes(send_batch, slices, timeout=600)
         for slice_index, part in enumerate(results):
             for j, (kind, problem, message_length) in enumerate(part):
                 kinds[kind] += 1
@@ -129,6 +129,6 @@ def test_hostile_keys_never_hurt_the_agent(start_agent, figures):
     assert kinds["module_error"] >= KEYS // 2, kinds
     assert kinds["agent_rejected"] >= KEYS // 100, kinds
     # Still answering correctly afterwards.
-    after = zbxclient.one(port, "linux_status[tcp_status,LISTEN]")
+    after = zbxd.one(port, "linux_status[tcp_status,LISTEN]")
     assert after.kind == "value" and after.payload.isdigit(), after
     agent.assert_unchanged("at the end")

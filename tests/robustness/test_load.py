@@ -31,7 +31,7 @@ import socket
 
 import pytest
 
-import zbxclient
+from lib import keys, zbxd
 from conftest import fd_count, io_field, proc_status_kib
 
 LOAD_SECONDS = float(os.environ.get("ROBUSTNESS_LOAD_SECONDS", "60"))
@@ -93,6 +93,10 @@ def expectations(agent_port: int) -> dict[bytes, object]:
             by_port[p]["listeners"] == 1 and by_port[p]["LISTEN"] == 1 for p in LISTEN_PORTS
         ) and isinstance(data["ListenOverflows"], int)
 
+    def info(value: bytes) -> bool:
+        data = json.loads(value)
+        return data["version"].count(".") == 2 and data["backend_in_use"] in ("proc", "netlink")
+
     varying = {
         # Not exact under load, see the module docstring: counted in `estab_21001`.
         ESTAB_21001: number,
@@ -106,6 +110,7 @@ def expectations(agent_port: int) -> dict[bytes, object]:
         b"linux_status[listen_stats]": listen_stats,
         b"linux_status[tcp_ext,ListenOverflows]": number,
         b"linux_status[version]": lambda v: v.count(b".") == 2,
+        b"linux_status[info]": info,
         b"agent.ping": lambda v: v == b"1",
     }
     return {**exact, **varying}
@@ -114,13 +119,22 @@ def expectations(agent_port: int) -> dict[bytes, object]:
 ESTAB_21001 = b"linux_status[tcp_status,ESTAB,,21001]"
 
 
+def test_load_checks_every_key_of_the_registry():
+    """The load mixes every metric of lib/keys.json: a new key fails here until it has a
+    checker in expectations()."""
+    covered = {keys.metric_of(key) for key in expectations(10050)} - {None}
+    assert covered == set(keys.METRICS), (
+        f"expectations() covers {sorted(covered)}, the registry has {sorted(keys.METRICS)}"
+    )
+
+
 def hammer(port: int, seconds: float, offset: int) -> tuple[dict, list[str], int]:
     """One client process: cycles the keys for `seconds`; returns (kinds, failures, count).
     kinds also holds `estab_21001=<answer>` counts."""
     checks = expectations(port)
     keys = list(checks)
     keys = keys[offset % len(keys):] + keys[:offset % len(keys)]
-    done, _ = zbxclient.run_for(port, keys, seconds, CONCURRENCY, timeout=30)
+    done, _ = zbxd.run_for(port, keys, seconds, CONCURRENCY, timeout=30)
     kinds: collections.Counter = collections.Counter()
     failures: list[str] = []
     for key, reply in done:
@@ -141,7 +155,7 @@ def hammer(port: int, seconds: float, offset: int) -> tuple[dict, list[str], int
 
 
 def run_phase(port: int, seconds: float) -> tuple[collections.Counter, list[str], int]:
-    results = zbxclient.in_processes(
+    results = zbxd.in_processes(
         hammer, [(port, seconds, i * 5) for i in range(PROCESSES)], timeout=seconds + 120)
     kinds: collections.Counter = collections.Counter()
     failures: list[str] = []

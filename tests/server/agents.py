@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from scenario import wait_until  # tests/e2e/scenario.py
+from lib import server
 
 import stack as stack_mod
 
@@ -27,16 +27,16 @@ START_TIMEOUT = 30.0
 PROXY_NAME = "linux-status-test-proxy"
 
 
-class ActiveAgent:
+class ActiveAgent(server.Process):
+    name = "active zabbix_agentd"
+
     def __init__(self, agentd: str, module: Path, hostname: str, server_port: int) -> None:
+        super().__init__(server.HostRoot(), str(stack_mod.private_dir("zbx-active-agent-")),
+                         "zabbix_agentd.log")
         self.agentd = agentd
         self.hostname = hostname
-        self.dir = stack_mod.private_dir("zbx-active-agent-")
         self.conf = self.dir / "zabbix_agentd.conf"
-        self.log = self.dir / "zabbix_agentd.log"
-        self.stdout = self.dir / "stdout"
         self.module_conf = self.dir / "linux_status.conf"
-        self.proc: subprocess.Popen | None = None
         # The shipped defaults of the module (no linux_status.conf settings): the template
         # is tested the way it is run.
         self.module_conf.write_text("")
@@ -62,45 +62,26 @@ class ActiveAgent:
         t0 = time.monotonic()
         env = dict(env, LINUX_STATUS_CONFIG=str(self.module_conf))
         env.pop("LINUX_STATUS_PROC_NET_DIR", None)
-        with open(self.stdout, "wb") as out:
-            self.proc = subprocess.Popen([self.agentd, "-c", str(self.conf), "-f"], stdout=out,
-                                         stderr=subprocess.STDOUT, env=env,
-                                         start_new_session=True)
-
-        def ready():
-            assert self.proc.poll() is None, f"active agent exited\n{self.describe()}"
-            return "started [active checks #1]" in self.log_text()
-
-        wait_until(ready, START_TIMEOUT, "the active agent to start its active checks",
-                   interval=0.1, detail=self.describe)
+        self.spawn([self.agentd, "-c", str(self.conf), "-f"], env=env)
+        self.wait_ready(lambda: "started [active checks #1]" in self.log_text(), START_TIMEOUT,
+                        "the active agent to start its active checks", interval=0.1)
         return time.monotonic() - t0
 
-    def log_text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
-    def describe(self) -> str:
-        return stack_mod.log_tail(self.stdout, 10) + "\n" + stack_mod.log_tail(self.log, 40)
+class Proxy(server.Process):
+    name = "zabbix_proxy"
+    log_lines = 60
 
-    def stop(self) -> int | None:
-        return stack_mod.stop_process(self.proc, "active zabbix_agentd")
-
-
-class Proxy:
     def __init__(self, binary: str, schema: Path, name: str, port: int,
                  server_port: int) -> None:
+        super().__init__(server.HostRoot(), str(stack_mod.private_dir("zbx-proxy-")),
+                         "zabbix_proxy.log")
         self.binary = binary
         self.schema = schema
-        self.name = name
+        self.hostname = name
         self.port = port
-        self.dir = stack_mod.private_dir("zbx-proxy-")
         self.conf = self.dir / "zabbix_proxy.conf"
-        self.log = self.dir / "zabbix_proxy.log"
-        self.stdout = self.dir / "stdout"
         self.db = self.dir / "proxy.db"
-        self.proc: subprocess.Popen | None = None
         self.conf.write_text("\n".join([
             "ProxyMode=0",
             f"Server=127.0.0.1:{server_port}",
@@ -136,32 +117,13 @@ class Proxy:
         # The package's own schema, loaded with Python's sqlite3 (no sqlite3 program needed).
         with gzip.open(self.schema, "rt") as f, sqlite3.connect(self.db) as db:
             db.executescript(f.read())
-        with open(self.stdout, "wb") as out:
-            self.proc = subprocess.Popen([self.binary, "-c", str(self.conf), "-f"], stdout=out,
-                                         stderr=subprocess.STDOUT, env=env,
-                                         start_new_session=True)
-
-        def ready():
-            assert self.proc.poll() is None, f"zabbix_proxy exited\n{self.describe()}"
-            return stack_mod.port_open(self.port) and "started [trapper #1]" in self.log_text()
-
-        wait_until(ready, START_TIMEOUT, "zabbix_proxy to start", interval=0.2,
-                   detail=self.describe)
+        self.spawn([self.binary, "-c", str(self.conf), "-f"], env=env)
+        self.wait_ready(
+            lambda: server.port_open(self.port) and "started [trapper #1]" in self.log_text(),
+            START_TIMEOUT, "zabbix_proxy to start")
         return time.monotonic() - t0
 
     def reload_config(self, env: dict) -> None:
         r = subprocess.run([self.binary, "-c", str(self.conf), "-R", "config_cache_reload"],
                            capture_output=True, text=True, timeout=30, env=env)
         assert r.returncode == 0, f"zabbix_proxy -R config_cache_reload: {r.stdout}{r.stderr}"
-
-    def log_text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def describe(self) -> str:
-        return stack_mod.log_tail(self.stdout, 10) + "\n" + stack_mod.log_tail(self.log, 60)
-
-    def stop(self) -> int | None:
-        return stack_mod.stop_process(self.proc, "zabbix_proxy")

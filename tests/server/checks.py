@@ -35,7 +35,7 @@ import re
 import time
 from pathlib import Path
 
-import scenario as sc
+from lib import scenario as sc
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES_DIR = REPO / "conf" / "templates"
@@ -474,6 +474,19 @@ def quiet_filter(activity, scenario):
         return not (lo - TW_REAP_LATE <= scenario_reap <= hi)
 
     return quiet
+
+
+def collect_reported(stack, hosts: list[HostUnderTest], sampler, scenario, monitoring_ports,
+                     interval_s: int, timeout: float, describe, label: str) -> dict:
+    """collect() on the stack's API, then the polls-vs-ss summary of every host and the time
+    collection took, printed (`label`: the run's name in those lines, e.g. "7.0 ")."""
+    out = collect(stack.api, hosts, sampler, stack.activity, scenario, monitoring_ports,
+                  interval_s, timeout, describe)
+    for h in hosts:
+        print(f"\n[{label}{h.name}: {h.template}] polls vs ss: {out[h.hostid][2].summary()}")
+    run = f"tests/server {label.strip()}".strip()
+    print(f"[{run}] {out['waited']:.0f} s of collection")
+    return out
 
 
 def collect(api, hosts: list[HostUnderTest], sampler, activity, scenario, monitoring_ports,

@@ -13,8 +13,8 @@ mount namespace (the frontend's configuration file stays private):
 Order of events (6.0): check the environment, check the namespace is fresh and bring `lo` up,
 start a sampler that records `ss -Htan` every 50 ms, bring up PostgreSQL + zabbix_server +
 the PHP frontend (stack.py), start zabbix_agentd 6.0 with the module twice (one polled by the
-server, one by the proxy; tests/e2e/agent.py) and a zabbix_proxy 6.0 (agents.py), build and
-verify the known socket table (tests/e2e/scenario.py). The active-only agent starts in
+server, one by the proxy; tests/lib/agent.py) and a zabbix_proxy 6.0 (agents.py), build and
+verify the known socket table (tests/lib/scenario.py). The active-only agent starts in
 test_template.py, once its host exists. Nothing is skipped: a missing piece fails the session
 with what to do.
 """
@@ -23,21 +23,18 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "e2e"))
-
-import agent as agent_mod  # noqa: E402  (tests/e2e/agent.py)
-import netns as netns_mod  # noqa: E402  (tests/e2e/netns.py)
-import scenario as scenario_mod  # noqa: E402  (tests/e2e/scenario.py)
-import agents as agents_mod  # noqa: E402
-import stack as stack_mod  # noqa: E402
+from lib import agent as agent_mod
+from lib import netns as netns_mod
+from lib import scenario as scenario_mod
+from lib import server as lib_server
+import agents as agents_mod
+import stack as stack_mod
 
 REQUIRED_ENV = ("LINUX_STATUS_SO", "ZABBIX_AGENTD", "ZABBIX_GET", "LD_LIBRARY_PATH")
 SAMPLE_INTERVAL = 0.05
@@ -80,7 +77,7 @@ def env() -> Env:
 @pytest.fixture(scope="session")
 def netns(env) -> None:
     """A fresh private network namespace with its own socket hash, loopback up (see
-    tests/e2e/netns.py)."""
+    tests/lib/netns.py)."""
     cost = netns_mod.enter_private_namespace("unshare -n -- $PYTHON -m pytest -q tests/server")
     print(f"\n[server] {cost}")
 
@@ -169,49 +166,32 @@ def stack(env, netns, sampler):
     frontend = stack_mod.Frontend(web_port, pg_port, server_port, env.locpath)
     activity = stack_mod.Activity()
     timings = {}
+    api = stack_mod.Api(frontend, activity, server.describe)
     try:
-        timings["postgresql (with loaded database)"] = pg.start()
-        timings["zabbix_server"] = server.start()
-        timings["php -S frontend"] = frontend.start()
-        api = stack_mod.Api(frontend, activity, server.describe)
-        scenario_mod.wait_until(
-            lambda: _api_up(api), stack_mod.START_TIMEOUT, "the API to answer", interval=0.2,
-            detail=lambda: stack_mod.log_tail(frontend.log) + "\n" + server.describe(),
-        )
-        api.login()
-        version = api.call("apiinfo.version", {})
-        assert version.startswith("6.0."), f"frontend API version {version}, expected 6.0.x"
+        lib_server.start_stack(
+            "6.0", [("postgresql (with loaded database)", pg), ("zabbix_server", server),
+                    ("php -S frontend", frontend)], api, timings, stack_mod.START_TIMEOUT, 0.2,
+            lambda: stack_mod.log_tail(frontend.log) + "\n" + server.describe())
         st = Stack(pg, server, frontend, activity, api, timings)
         st.proxy_port = proxy_port
         yield st
     finally:
-        errors = []
-        for name, stop in (("frontend", frontend.stop), ("zabbix_server", server.stop),
-                           ("postgresql", pg.stop)):
-            try:
-                stop()
-            except BaseException as e:  # keep tearing down the rest
-                errors.append(f"{name}: {e}")
-        pg.remove()
-        for d in (server.dir, frontend.dir):
-            subprocess.run(["rm", "-rf", str(d)], timeout=60)
-        print("\n[tests/server] start-up times: "
-              + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
-        assert not errors, "teardown: " + "; ".join(errors)
+        try:
+            lib_server.stop_stack([("frontend", frontend), ("zabbix_server", server),
+                                   ("postgresql", pg)], "tests/server", timings)
+        finally:
+            pg.remove()
+            for d in (server.dir, frontend.dir):
+                subprocess.run(["rm", "-rf", str(d)], timeout=60)
 
 
-def _api_up(api) -> bool:
-    try:
-        api.call("apiinfo.version", {})
-        return True
-    except AssertionError:
-        return False
-
-
-@pytest.fixture(scope="session")
-def agent(env, stack):
-    port = agent_mod.free_port(avoid=(*scenario_mod.SCENARIO_PORTS, *stack.ports))
-    cfg = agent_mod.write_config(stack_mod.private_dir("zbx-agent-"), env.so, port)
+def passive_agent(env, stack, folder: str, label: str, process: str,
+                  avoid: tuple[int, ...] = ()):
+    """A passive zabbix_agentd with the module (a generator for a fixture): on teardown no
+    crash lines in its log and exit status 0 on SIGTERM (`label`, `process`: its names in
+    those messages)."""
+    port = agent_mod.free_port(avoid=(*scenario_mod.SCENARIO_PORTS, *stack.ports, *avoid))
+    cfg = agent_mod.write_config(stack_mod.private_dir(folder), env.so, port)
     a = agent_mod.Agent(env.agentd, env.get, cfg)
     a.start()
     try:
@@ -220,26 +200,20 @@ def agent(env, stack):
         crash = a.crash_lines()
         status = a.stop()
         subprocess.run(["rm", "-rf", str(cfg.directory)], timeout=60)
-        assert not crash, "agent log has crash lines:\n" + "\n".join(crash)
-        assert status == 0, f"zabbix_agentd exited {status} on SIGTERM"
+        assert not crash, f"{label} log has crash lines:\n" + "\n".join(crash)
+        assert status == 0, f"{process} exited {status} on SIGTERM"
+
+
+@pytest.fixture(scope="session")
+def agent(env, stack):
+    yield from passive_agent(env, stack, "zbx-agent-", "agent", "zabbix_agentd")
 
 
 @pytest.fixture(scope="session")
 def proxied_agent(env, stack, agent):
     """A second passive agent with the module, polled by the proxy, not by the server."""
-    port = agent_mod.free_port(avoid=(*scenario_mod.SCENARIO_PORTS, *stack.ports,
-                                      agent.cfg.port))
-    cfg = agent_mod.write_config(stack_mod.private_dir("zbx-proxied-agent-"), env.so, port)
-    a = agent_mod.Agent(env.agentd, env.get, cfg)
-    a.start()
-    try:
-        yield a
-    finally:
-        crash = a.crash_lines()
-        status = a.stop()
-        subprocess.run(["rm", "-rf", str(cfg.directory)], timeout=60)
-        assert not crash, "proxied agent log has crash lines:\n" + "\n".join(crash)
-        assert status == 0, f"proxied zabbix_agentd exited {status} on SIGTERM"
+    yield from passive_agent(env, stack, "zbx-proxied-agent-", "proxied agent",
+                             "proxied zabbix_agentd", avoid=(agent.cfg.port,))
 
 
 @pytest.fixture(scope="session")

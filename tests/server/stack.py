@@ -5,8 +5,7 @@
   data) is loaded once and the stopped cluster's data folder is cached outside the clone,
   under `/var/cache/linux-status-test/zabbix-server-db/bookworm-<zabbix version>-pg<major>/`;
   later runs copy it (about a second) instead of loading data.sql again (about 15 s).
-- `ZabbixServer`: `zabbix_server -c CONF -f` against that database, with small Start* counts
-  and CacheUpdateFrequency=1 (new items are polled within seconds).
+- `ZabbixServer`: lib/server.py's zabbix_server, version 6.0, against that database.
 - `Frontend`: PHP's built-in web server over /usr/share/zabbix, with /etc/zabbix/zabbix.conf.php
   written for this database (under `unshare --mount`, as scripts/test runs it, on a tmpfs only
   the test's namespace sees; otherwise an existing file is backed up and restored on stop) and
@@ -27,8 +26,6 @@ import http.cookiejar
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -37,7 +34,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from scenario import wait_until  # tests/e2e/scenario.py (conftest puts it on sys.path)
+from lib import server
+from lib.scenario import wait_until
+from lib.server import DB_NAME, DB_PASSWORD, DB_USER, log_tail, port_open, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_CACHE = Path(os.environ.get("LS_TEST_CACHE", "/var/cache/linux-status-test"))
@@ -45,38 +44,9 @@ SCHEMA_DIR = Path("/usr/share/zabbix-server-pgsql")
 FRONTEND_DIR = Path("/usr/share/zabbix")
 FRONTEND_CONF = Path("/etc/zabbix/zabbix.conf.php")
 ZABBIX_SERVER = "/usr/sbin/zabbix_server"
-DB_NAME = DB_USER = DB_PASSWORD = "zabbix"
 
 START_TIMEOUT = 60.0
-STOP_TIMEOUT = 20.0
 HTTP_TIMEOUT = 60.0
-
-
-def log_tail(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except FileNotFoundError:
-        return f"({path} does not exist)"
-    return f"--- last {min(lines, len(text))} lines of {path} ---\n" + "\n".join(text[-lines:])
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(1.0)
-        return s.connect_ex((host, port)) == 0
-
-
-def stop_process(proc: subprocess.Popen | None, name: str) -> int | None:
-    """SIGTERM, bounded wait, then SIGKILL of the process group we created."""
-    if proc is None or proc.poll() is not None:
-        return None if proc is None else proc.returncode
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=STOP_TIMEOUT)
-        raise AssertionError(f"{name} ignored SIGTERM for {STOP_TIMEOUT} s; killed")
 
 
 def private_mount_namespace() -> bool:
@@ -206,78 +176,10 @@ class PgCluster:
 # -- zabbix_server ----------------------------------------------------------------------------
 
 
-class ZabbixServer:
-    def __init__(self, port: int, db_port: int) -> None:
-        self.port = port
-        self.dir = private_dir("zbx-server-")
-        self.conf = self.dir / "zabbix_server.conf"
-        self.log = self.dir / "zabbix_server.log"
-        self.stdout = self.dir / "zabbix_server.stdout"
-        self.proc: subprocess.Popen | None = None
-        self.conf.write_text("\n".join([
-            f"ListenIP=127.0.0.1",
-            f"ListenPort={port}",
-            f"LogFile={self.log}",
-            "LogFileSize=0",
-            "DebugLevel=3",
-            f"PidFile={self.dir / 'zabbix_server.pid'}",
-            f"SocketDir={self.dir}",
-            "DBHost=127.0.0.1",
-            f"DBPort={db_port}",
-            f"DBName={DB_NAME}",
-            f"DBUser={DB_USER}",
-            f"DBPassword={DB_PASSWORD}",
-            "AllowRoot=1",
-            "CacheUpdateFrequency=1",
-            "HousekeepingFrequency=0",
-            "Timeout=4",
-            "StartPollers=2",
-            "StartPollersUnreachable=1",
-            "StartPreprocessors=1",
-            "StartHistoryPollers=1",
-            "StartTrappers=1",
-            "StartPingers=0",
-            "StartDiscoverers=0",
-            "StartHTTPPollers=0",
-            "StartTimers=1",
-            "StartEscalators=1",
-            "StartAlerters=1",
-            "StartDBSyncers=1",
-            "StartLLDProcessors=1",
-            "StartReportWriters=0",
-            "StartProxyPollers=0",
-            "",
-        ]))
-
-    def start(self) -> float:
-        t0 = time.monotonic()
-        with open(self.stdout, "wb") as out:
-            self.proc = subprocess.Popen(
-                [ZABBIX_SERVER, "-c", str(self.conf), "-f"],
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-
-        def ready():
-            assert self.proc.poll() is None, (
-                f"zabbix_server exited {self.proc.returncode} at start-up\n{self.describe()}"
-            )
-            return port_open(self.port) and "started [configuration syncer" in self.log_text()
-
-        wait_until(ready, START_TIMEOUT, "zabbix_server to listen and sync its configuration",
-                   interval=0.2, detail=self.describe)
-        return time.monotonic() - t0
-
-    def log_text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def describe(self) -> str:
-        return log_tail(self.stdout, 10) + "\n" + log_tail(self.log, 60)
-
-    def stop(self) -> int | None:
-        return stop_process(self.proc, "zabbix_server")
+def ZabbixServer(port: int, db_port: int) -> server.ZabbixServer:
+    """zabbix_server 6.0 of this machine, in a folder of its own (lib/server.py)."""
+    return server.ZabbixServer(server.HostRoot(), "6.0", str(private_dir("zbx-server-")), port,
+                               db_port)
 
 
 # -- frontend ---------------------------------------------------------------------------------
@@ -308,30 +210,8 @@ class Frontend:
         self.proc: subprocess.Popen | None = None
         self.backup: Path | None = None
         self.wrote_conf = False
-        self.conf_text = f"""<?php
-// Written by linux_status tests/server (restored or removed when the tests end).
-$DB['TYPE']     = 'POSTGRESQL';
-$DB['SERVER']   = '127.0.0.1';
-$DB['PORT']     = '{db_port}';
-$DB['DATABASE'] = '{DB_NAME}';
-$DB['USER']     = '{DB_USER}';
-$DB['PASSWORD'] = '{DB_PASSWORD}';
-$DB['SCHEMA']   = '';
-$DB['ENCRYPTION'] = false;
-$DB['KEY_FILE'] = '';
-$DB['CERT_FILE'] = '';
-$DB['CA_FILE'] = '';
-$DB['VERIFY_HOST'] = false;
-$DB['CIPHER_LIST'] = '';
-$DB['VAULT_URL'] = '';
-$DB['VAULT_DB_PATH'] = '';
-$DB['VAULT_TOKEN'] = '';
-$DB['DOUBLE_IEEE754'] = true;
-$ZBX_SERVER      = '127.0.0.1';
-$ZBX_SERVER_PORT = '{server_port}';
-$ZBX_SERVER_NAME = 'linux_status tests';
-$IMAGE_FORMAT_DEFAULT = IMAGE_FORMAT_PNG;
-"""
+        self.conf_text = server.frontend_config(
+            "6.0", db_port, server_port, "restored or removed when the tests end")
         self.url = f"http://127.0.0.1:{port}/"
 
     def start(self) -> float:
@@ -356,10 +236,7 @@ $IMAGE_FORMAT_DEFAULT = IMAGE_FORMAT_PNG;
         env = dict(os.environ, LOCPATH=str(self.locpath), LANG="C")
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                ["php", "-d", "memory_limit=512M", "-d", "post_max_size=16M",
-                 "-d", "upload_max_filesize=2M", "-d", "max_execution_time=300",
-                 "-d", "max_input_time=300", "-d", "date.timezone=UTC",
-                 "-S", f"127.0.0.1:{self.port}", "-t", str(FRONTEND_DIR)],
+                server.php_server(self.port, str(FRONTEND_DIR)),
                 stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
             )
 

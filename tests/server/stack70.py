@@ -23,9 +23,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from scenario import wait_until
-
-import stack as stack_mod
+from lib import agent, server
 
 TEST_CACHE = Path(os.environ.get("LS_TEST_CACHE", "/var/cache/linux-status-test"))
 INSIDE = "/tmp/ls70"  # the run's folder, as seen inside the chroot (a tmpfs)
@@ -71,7 +69,7 @@ def _as(chroot: Chroot, user: str, *cmd: str, timeout: float = 120.0, log: Path 
                           timeout=timeout, **kw)
     assert proc.returncode == 0, (
         f"{' '.join(cmd)} exited {proc.returncode}\nstdout: {proc.stdout[-2000:]}\n"
-        f"stderr: {proc.stderr[-2000:]}" + (f"\n{stack_mod.log_tail(log)}" if log else ""))
+        f"stderr: {proc.stderr[-2000:]}" + (f"\n{server.log_tail(log)}" if log else ""))
     return proc
 
 
@@ -147,68 +145,17 @@ class PgCluster70:
             self._ctl("-m", "fast", "-w", "-t", "30", "stop")
 
 
-class _Process:
-    """A program inside the chroot, started in its own process group, stopped by pid."""
-
-    name = "process"
+class _Process(server.Process):
+    """A program inside the chroot (lib/server.py's Process), its folder under INSIDE."""
 
     def __init__(self, chroot: Chroot, folder: str) -> None:
+        super().__init__(chroot, f"{INSIDE}/{folder}")
         self.c = chroot
-        self.inside = f"{INSIDE}/{folder}"
-        self.dir = chroot.path(self.inside)
-        self.dir.mkdir(parents=True)
-        self.stdout = self.dir / "stdout"
-        self.log = self.dir / "log"
-        self.proc: subprocess.Popen | None = None
-
-    def _spawn(self, args: list[str], env: dict | None = None) -> None:
-        with open(self.stdout, "wb") as out:
-            self.proc = subprocess.Popen(self.c.cmd(*args), stdout=out, stderr=subprocess.STDOUT,
-                                         env=env, start_new_session=True)
-
-    def log_text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def describe(self) -> str:
-        return stack_mod.log_tail(self.stdout, 10) + "\n" + stack_mod.log_tail(self.log, 50)
-
-    def stop(self) -> int | None:
-        return stack_mod.stop_process(self.proc, self.name)
 
 
-class ZabbixServer70(_Process):
-    name = "zabbix_server 7.0"
-
-    def __init__(self, chroot: Chroot, port: int, db_port: int) -> None:
-        super().__init__(chroot, "server")
-        self.port = port
-        (self.dir / "zabbix_server.conf").write_text("\n".join([
-            "ListenIP=127.0.0.1", f"ListenPort={port}", f"LogFile={self.inside}/log",
-            "LogFileSize=0", "DebugLevel=3", f"PidFile={self.inside}/zabbix_server.pid",
-            f"SocketDir={self.inside}", "DBHost=127.0.0.1", f"DBPort={db_port}",
-            "DBName=zabbix", "DBUser=zabbix", "DBPassword=zabbix", "AllowRoot=1",
-            "CacheUpdateFrequency=1", "HousekeepingFrequency=0", "Timeout=4",
-            "StartPollers=2", "StartAgentPollers=1", "StartPollersUnreachable=1",
-            "StartPreprocessors=1", "StartHistoryPollers=1", "StartTrappers=1",
-            "StartPingers=0", "StartDiscoverers=0", "StartHTTPPollers=0", "StartTimers=1",
-            "StartEscalators=1", "StartAlerters=1", "StartDBSyncers=1", "StartLLDProcessors=1",
-            "StartReportWriters=0", "StartProxyPollers=0", "",
-        ]))
-
-    def start(self) -> float:
-        t0 = time.monotonic()
-        self._spawn(["/usr/sbin/zabbix_server", "-c", f"{self.inside}/zabbix_server.conf", "-f"])
-
-        def ready():
-            assert self.proc.poll() is None, f"zabbix_server 7.0 exited\n{self.describe()}"
-            return stack_mod.port_open(self.port) and "configuration syncer" in self.log_text()
-
-        wait_until(ready, START_TIMEOUT, "zabbix_server 7.0 to start", interval=0.2,
-                   detail=self.describe)
-        return time.monotonic() - t0
+def ZabbixServer70(chroot: Chroot, port: int, db_port: int) -> server.ZabbixServer:
+    """The chroot's zabbix_server 7.0 (lib/server.py)."""
+    return server.ZabbixServer(chroot, "7.0", f"{INSIDE}/server", port, db_port)
 
 
 class Frontend70(_Process):
@@ -220,49 +167,15 @@ class Frontend70(_Process):
         self.url = f"http://127.0.0.1:{port}/"
         self.log = self.stdout
         # /etc/zabbix is the run's own tmpfs (Chroot.prepare): the chroot keeps no trace.
-        chroot.path("/etc/zabbix/zabbix.conf.php").write_text(f"""<?php
-// Written by linux_status tests/server (a tmpfs of the test's mount namespace).
-$DB['TYPE'] = 'POSTGRESQL';
-$DB['SERVER'] = '127.0.0.1';
-$DB['PORT'] = '{db_port}';
-$DB['DATABASE'] = 'zabbix';
-$DB['USER'] = 'zabbix';
-$DB['PASSWORD'] = 'zabbix';
-$DB['SCHEMA'] = '';
-$DB['ENCRYPTION'] = false;
-$DB['KEY_FILE'] = '';
-$DB['CERT_FILE'] = '';
-$DB['CA_FILE'] = '';
-$DB['VERIFY_HOST'] = false;
-$DB['CIPHER_LIST'] = '';
-$DB['VAULT'] = '';
-$DB['VAULT_URL'] = '';
-$DB['VAULT_PREFIX'] = '';
-$DB['VAULT_DB_PATH'] = '';
-$DB['VAULT_TOKEN'] = '';
-$DB['VAULT_CERT_FILE'] = '';
-$DB['VAULT_KEY_FILE'] = '';
-$DB['DOUBLE_IEEE754'] = true;
-$ZBX_SERVER = '127.0.0.1';
-$ZBX_SERVER_PORT = '{server_port}';
-$ZBX_SERVER_NAME = 'linux_status tests 7.0';
-$IMAGE_FORMAT_DEFAULT = IMAGE_FORMAT_PNG;
-""")
+        chroot.path("/etc/zabbix/zabbix.conf.php").write_text(server.frontend_config(
+            "7.0", db_port, server_port, "a tmpfs of the test's mount namespace"))
 
     def start(self) -> float:
         t0 = time.monotonic()
         env = dict(os.environ, LANG="C.UTF-8")
-        self._spawn(["php", "-d", "memory_limit=512M", "-d", "post_max_size=16M",
-                     "-d", "max_execution_time=300", "-d", "max_input_time=300",
-                     "-d", "date.timezone=UTC", "-S", f"127.0.0.1:{self.port}",
-                     "-t", "/usr/share/zabbix"], env=env)
-
-        def ready():
-            assert self.proc.poll() is None, f"php -S exited\n{self.describe()}"
-            return stack_mod.port_open(self.port)
-
-        wait_until(ready, START_TIMEOUT, "php -S (7.0) to listen", interval=0.2,
-                   detail=self.describe)
+        self.spawn(server.php_server(self.port, "/usr/share/zabbix"), env=env)
+        self.wait_ready(lambda: server.port_open(self.port), START_TIMEOUT,
+                        "php -S (7.0) to listen")
         return time.monotonic() - t0
 
 
@@ -307,10 +220,9 @@ class ChrootAgent(_Process):
         env = dict(os.environ, LINUX_STATUS_CONFIG=f"{self.inside}/linux_status.conf")
         env.pop("LINUX_STATUS_PROC_NET_DIR", None)
         env.pop("LD_LIBRARY_PATH", None)  # the host's Zabbix 6.0 libraries, not the chroot's
-        self._spawn([binary, "-c", f"{self.inside}/agent.conf", "-f"], env=env)
+        self.spawn([binary, "-c", f"{self.inside}/agent.conf", "-f"], env=env)
 
         def ready():
-            assert self.proc.poll() is None, f"{self.name} exited\n{self.describe()}"
             if self.kind == "active":
                 if not self.agent2:
                     return "active checks #1]" in self.log_text()
@@ -319,10 +231,7 @@ class ChrootAgent(_Process):
                     return "Press Ctrl+C to exit" in self.stdout.read_text(errors="replace")
                 except FileNotFoundError:
                     return False
-            r = subprocess.run([get_bin, "-s", "127.0.0.1", "-p", str(self.port), "-k",
-                                "agent.ping"], capture_output=True, text=True, timeout=30)
-            return r.returncode == 0 and r.stdout.strip() == "1"
+            return agent.zabbix_get_ping(get_bin, self.port)()[0]
 
-        wait_until(ready, START_TIMEOUT, f"{self.name} to start", interval=0.1,
-                   detail=self.describe)
+        self.wait_ready(ready, START_TIMEOUT, f"{self.name} to start", interval=0.1)
         return time.monotonic() - t0

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import pytest
 
-import agent as agent_mod
+from lib import agent as agent_mod
 import checks
 import dashboard
-import scenario as scenario_mod
+from lib import scenario as scenario_mod
+from lib import server as lib_server
 import stack as stack_mod
 import stack70
 from checks import ACTIVE, PASSIVE
@@ -96,37 +97,16 @@ def stack(env, netns, sampler, chroot):
     activity = stack_mod.Activity()
     st = Stack70(pg, server, frontend, None, activity)
     st.agent_ports = ports[3:]
+    st.api = stack_mod.Api(frontend, activity, server.describe, bearer=True)
     try:
-        st.timings["postgresql 17 (with loaded database)"] = pg.start()
-        st.timings["zabbix_server 7.0"] = server.start()
-        st.timings["php -S 7.0 frontend"] = frontend.start()
-        st.api = stack_mod.Api(frontend, activity, server.describe, bearer=True)
-        scenario_mod.wait_until(lambda: _api_up(st.api), stack70.START_TIMEOUT,
-                                "the 7.0 API to answer", interval=0.5,
-                                detail=lambda: frontend.describe() + server.describe())
-        st.api.login()
-        version = st.api.call("apiinfo.version", {})
-        assert version.startswith("7.0."), f"frontend API version {version}, expected 7.0.x"
+        lib_server.start_stack(
+            "7.0", [("postgresql 17 (with loaded database)", pg), ("zabbix_server 7.0", server),
+                    ("php -S 7.0 frontend", frontend)], st.api, st.timings,
+            stack70.START_TIMEOUT, 0.5, lambda: frontend.describe() + server.describe())
         yield st
     finally:
-        errors = []
-        for name, stop in (("frontend", frontend.stop), ("zabbix_server", server.stop),
-                           ("postgresql", pg.stop)):
-            try:
-                stop()
-            except BaseException as e:
-                errors.append(f"{name}: {e}")
-        print("\n[tests/server 7.0] start-up times: "
-              + ", ".join(f"{k} {v:.1f} s" for k, v in st.timings.items()))
-        assert not errors, "teardown: " + "; ".join(errors)
-
-
-def _api_up(api) -> bool:
-    try:
-        api.call("apiinfo.version", {})
-        return True
-    except AssertionError:
-        return False
+        lib_server.stop_stack([("frontend", frontend), ("zabbix_server", server),
+                               ("postgresql", pg)], "tests/server 7.0", st.timings)
 
 
 @pytest.fixture(scope="module")
@@ -214,12 +194,8 @@ def collected(stack, agents, scenario, sampler):
     def describe():
         return "\n" + stack.describe() + "\n".join(a.describe() for a in running)
 
-    out = checks.collect(stack.api, hosts, sampler, stack.activity, scenario, monitoring,
-                         INTERVAL_S, COLLECT_TIMEOUT, describe)
-    for h in hosts:
-        print(f"\n[7.0 {h.name}: {h.template}] polls vs ss: {out[h.hostid][2].summary()}")
-    print(f"[tests/server 7.0] {out['waited']:.0f} s of collection")
-    return out
+    return checks.collect_reported(stack, hosts, sampler, scenario, monitoring, INTERVAL_S,
+                                   COLLECT_TIMEOUT, describe, "7.0 ")
 
 
 @pytest.mark.parametrize("name", [a[0] for a in AGENTS])

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-import agent as agent_mod
+from lib import agent as agent_mod
 import agents as agents_mod
 import checks
 import dashboard
@@ -162,12 +162,8 @@ def collected(stack, hosts, agent, proxied_agent, proxy, scenario, sampler, coun
     def describe():
         return f"\n{stack.describe()}\n{proxy.describe()}"
 
-    out = checks.collect(stack.api, hosts, sampler, stack.activity, scenario, monitoring_ports,
-                         INTERVAL_S, COLLECT_TIMEOUT, describe)
-    for h in hosts:
-        print(f"\n[{h.name}: {h.template}] polls vs ss: {out[h.hostid][2].summary()}")
-    print(f"[tests/server] {out['waited']:.0f} s of collection")
-    return out
+    return checks.collect_reported(stack, hosts, sampler, scenario, monitoring_ports,
+                                   INTERVAL_S, COLLECT_TIMEOUT, describe, "")
 
 
 @pytest.mark.parametrize("kind", ["passive", "active", "proxy"])

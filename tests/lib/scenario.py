@@ -56,7 +56,7 @@ import errno
 import socket
 import subprocess
 import time
-from typing import Callable, Collection, Iterable
+from typing import Callable, Collection, Iterable, Sequence
 
 # Kernel state names, in /proc/net/tcp `st` order (01..0B).
 KERNEL_STATES = (
@@ -159,16 +159,16 @@ def _port_of(addr: str) -> int:
     return int(addr.rsplit(":", 1)[1])
 
 
+def output_fields(argv: Sequence[str], timeout: float = 30) -> list[tuple[str, list[str]]]:
+    """(line, its whitespace-separated fields) for every non-blank line `argv` prints."""
+    out = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=timeout).stdout
+    return [(line, line.split()) for line in out.splitlines() if line.split()]
+
+
 def ss_sockets() -> list[SsSocket]:
     """All TCP sockets of this namespace, as `ss -Htan` lists them."""
-    out = subprocess.run(
-        ["ss", "-Htan"], check=True, capture_output=True, text=True, timeout=10
-    ).stdout
     sockets = []
-    for line in out.splitlines():
-        fields = line.split()
-        if not fields:
-            continue
+    for line, fields in output_fields(["ss", "-Htan"], timeout=10):
         assert len(fields) >= 5, f"unexpected ss line: {line!r}"
         assert fields[0] in SS_TO_KERNEL, f"unknown ss state {fields[0]!r} in {line!r}"
         sockets.append(

@@ -22,12 +22,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import signal
 import subprocess
 import time
 from pathlib import Path
 
-import agent as ag  # tests/e2e/agent.py: result parsing, pids, zabbix_get
+from lib import agent as ag  # result parsing, pids, zabbix_get
 
 HOSTNAME = "linux-status-agent2"
 PLUGIN_NAME = "zabbix-agent2-plugin-linux-status"
@@ -213,26 +212,10 @@ class Agent2:
             stdout=out, stderr=subprocess.STDOUT, env=self.env,
         )
         out.close()
-        deadline = time.monotonic() + START_TIMEOUT
-        last = ""
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(
-                    f"agent 2 {self.cfg.line.version} exited with {self.proc.returncode} at "
-                    f"start-up\n{self.describe()}"
-                )
-            r = subprocess.run(
-                [self.get_bin, "-s", "127.0.0.1", "-p", str(self.cfg.port), "-k", "agent.ping"],
-                capture_output=True, text=True, timeout=CMD_TIMEOUT,
-            )
-            last = r.stdout + r.stderr
-            if r.returncode == 0 and r.stdout.strip() == "1":
-                return self
-            time.sleep(0.05)
-        raise AssertionError(
-            f"agent 2 did not answer agent.ping within {START_TIMEOUT} s (last: {last!r})\n"
-            f"{self.describe()}"
-        )
+        ag.wait_for_ping(self.proc, f"agent 2 {self.cfg.line.version}",
+                         ag.zabbix_get_ping(self.get_bin, self.cfg.port), self.describe,
+                         timeout=START_TIMEOUT)
+        return self
 
     def plugin_pids(self) -> list[int]:
         return plugin_pids_of(self.pid)
@@ -271,15 +254,7 @@ class Agent2:
 
     def stop(self) -> int | None:
         """SIGTERM the agent; returns its exit status."""
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=STOP_TIMEOUT)
-            raise AssertionError(f"agent 2 ignored SIGTERM for {STOP_TIMEOUT} s")
+        return ag.terminate(self.proc, "agent 2", timeout=STOP_TIMEOUT)
 
 
 def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:

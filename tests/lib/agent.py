@@ -19,8 +19,9 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
-import scenario as scenario_mod
+from lib import scenario as scenario_mod
 
 HOSTNAME = "linux-status-e2e"
 START_TIMEOUT = 10.0
@@ -246,6 +247,58 @@ def zabbix_get(get_bin: str, port: int, key: str) -> ItemResult:
     return ItemResult(key, "get", out, None, out)
 
 
+def zabbix_get_ping(get_bin: str, port: int) -> Callable[[], tuple[bool, str]]:
+    """agent.ping through `zabbix_get`: (answered 1, what zabbix_get printed)."""
+
+    def ping() -> tuple[bool, str]:
+        r = subprocess.run(
+            [get_bin, "-s", "127.0.0.1", "-p", str(port), "-k", "agent.ping"],
+            capture_output=True, text=True, timeout=CMD_TIMEOUT,
+        )
+        return r.returncode == 0 and r.stdout.strip() == "1", r.stdout + r.stderr
+
+    return ping
+
+
+def wait_for_ping(proc: subprocess.Popen, name: str, ping: Callable[[], tuple[bool, str]],
+                  describe: Callable[[], str], timeout: float = START_TIMEOUT,
+                  interval: float = 0.05) -> None:
+    """The one start-up wait of every agent driver (zabbix_agentd, agent 2, a packaged
+    service): returns once `ping()` says the agent answered agent.ping; fails, with
+    `describe()`, when the process exits first or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{name} exited with {proc.returncode} at start-up\n{describe()}")
+        answered, last = ping()
+        if answered:
+            return
+        time.sleep(interval)
+    raise AssertionError(
+        f"{name} did not answer agent.ping within {timeout} s (last: {last!r})\n{describe()}"
+    )
+
+
+def terminate(proc: subprocess.Popen | None, name: str, timeout: float = STOP_TIMEOUT,
+              group: bool = False) -> int | None:
+    """SIGTERM a process we started; its exit status (None: never started). One that ignores
+    SIGTERM for `timeout` seconds is killed (with `group`, its whole process group, which it
+    leads: started with start_new_session) and fails the caller."""
+    if proc is None or proc.poll() is not None:
+        return None if proc is None else proc.returncode
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        if group:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+        proc.wait(timeout=timeout)
+        raise AssertionError(f"{name} ignored SIGTERM for {timeout} s; killed")
+
+
 def child_pids(pid: int) -> list[int]:
     """Direct children of `pid`, from /proc."""
     children = []
@@ -294,26 +347,8 @@ class Agent:
             stdout=out, stderr=subprocess.STDOUT, env=agent_env(self.cfg),
         )
         out.close()
-        deadline = time.monotonic() + START_TIMEOUT
-        last = ""
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(
-                    f"zabbix_agentd exited with {self.proc.returncode} at start-up\n"
-                    f"{self.describe()}"
-                )
-            r = subprocess.run(
-                [self.get_bin, "-s", "127.0.0.1", "-p", str(self.cfg.port), "-k", "agent.ping"],
-                capture_output=True, text=True, timeout=CMD_TIMEOUT,
-            )
-            last = r.stdout + r.stderr
-            if r.returncode == 0 and r.stdout.strip() == "1":
-                return
-            time.sleep(0.05)
-        raise AssertionError(
-            f"zabbix_agentd did not answer agent.ping within {START_TIMEOUT} s "
-            f"(last: {last!r})\n{self.describe()}"
-        )
+        wait_for_ping(self.proc, "zabbix_agentd", zabbix_get_ping(self.get_bin, self.cfg.port),
+                      self.describe)
 
     def pids(self) -> tuple[int, list[int]]:
         """(main pid, sorted worker pids)."""
@@ -343,15 +378,7 @@ class Agent:
 
     def stop(self) -> int | None:
         """SIGTERM the main process (it stops its workers); returns the exit status."""
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=STOP_TIMEOUT)
-            raise AssertionError(f"zabbix_agentd ignored SIGTERM for {STOP_TIMEOUT} s")
+        return terminate(self.proc, "zabbix_agentd")
 
 
 @contextlib.contextmanager

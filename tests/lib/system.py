@@ -20,12 +20,12 @@ import re
 import shlex
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from lib import agent, zbxd
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
@@ -251,26 +251,20 @@ class Service:
         )
         out.close()
         self.argv = argv
-        deadline = time.monotonic() + START_TIMEOUT
-        last = ""
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(
-                    f"[{self.system.name}] {self.unit} ({' '.join(argv)}, as {user}) exited "
-                    f"{self.proc.returncode} at start-up\n{self.describe()}"
-                )
+
+        def ping() -> tuple[bool, str]:
             try:
-                reply = passive_check(port, "agent.ping", timeout=2.0)
-                if reply == ("value", "1"):
-                    return self
-                last = repr(reply)
+                reply = zbxd.check(port, "agent.ping", timeout=2.0)
             except OSError as e:
-                last = str(e)
-            time.sleep(0.1)
-        raise AssertionError(
-            f"[{self.system.name}] {self.unit} did not answer agent.ping on port {port} within "
-            f"{START_TIMEOUT} s (last: {last})\n{self.describe()}"
+                return False, str(e)
+            return reply == ("value", "1"), repr(reply)
+
+        agent.wait_for_ping(
+            self.proc,
+            f"[{self.system.name}] {self.unit} ({' '.join(argv)}, as {user}, port {port})",
+            ping, self.describe, timeout=START_TIMEOUT, interval=0.1,
         )
+        return self
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -316,30 +310,3 @@ def _session_alive(sid: int) -> bool:
         if int(fields[3]) == sid and fields[0] != "Z":
             return True
     return False
-
-
-HEADER = b"ZBXD\x01"
-
-
-def passive_check(port: int, key: str, timeout: float = 10.0) -> tuple[str, str]:
-    """One passive check over Zabbix's protocol: ("value", text) or ("notsupported", message).
-    The agent closes the connection after its reply (its side then sits in TIME_WAIT)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        data = key.encode()
-        s.sendall(HEADER + struct.pack("<II", len(data), 0) + data)
-        chunks = []
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    reply = b"".join(chunks)
-    assert reply.startswith(HEADER) and len(reply) >= 13, f"bad reply to {key!r}: {reply[:100]!r}"
-    (length, _reserved) = struct.unpack("<II", reply[5:13])
-    payload = reply[13:]
-    assert len(payload) == length, f"reply to {key!r}: header says {length}, got {len(payload)}"
-    if payload.startswith(b"ZBX_NOTSUPPORTED\x00"):
-        return "notsupported", payload[len(b"ZBX_NOTSUPPORTED\x00"):].decode(errors="replace")
-    if payload == b"ZBX_NOTSUPPORTED":
-        return "notsupported", ""
-    return "value", payload.decode(errors="replace")

@@ -1,6 +1,6 @@
 """The private network namespace every agent-facing suite runs in, and its preconditions.
 
-Shared by tests/e2e, tests/robustness and tests/server (their conftests import it):
+Shared by every agent-facing suite (their conftests import it):
 
 - `require(names, executables)`: the environment variables are set and the binaries
   executable, else the session fails (never skips) with a hint;
@@ -25,7 +25,7 @@ from typing import Iterable, Mapping
 
 import pytest
 
-import scenario as scenario_mod
+from lib import scenario as scenario_mod
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWNS = 0x00020000

@@ -26,13 +26,16 @@ from __future__ import annotations
 import random
 from typing import Iterator
 
+from lib import keys
+
 STATES = [
     "ESTABLISHED", "ESTAB", "SYN_SENT", "SYN-SENT", "SYN_RECV", "SYN-RECV", "SYN_RCVD",
     "FIN_WAIT1", "FIN-WAIT-1", "FIN_WAIT_1", "FIN_WAIT2", "FIN-WAIT-2", "FIN_WAIT_2",
     "TIME_WAIT", "TIME-WAIT", "CLOSE", "UNCONN", "CLOSED", "CLOSE_WAIT", "CLOSE-WAIT",
     "LAST_ACK", "LAST-ACK", "LISTEN", "CLOSING",
 ]
-FIRST = ["tcp_status", "tcp_summary", "listen_discovery", "listen_stats", "tcp_ext", "version"]
+# Every metric of the key registry (lib/keys.json): a new key is mutated too.
+FIRST = list(keys.METRICS)
 COUNTERS = ["ListenOverflows", "ListenDrops", "TCPTimeouts", "SyncookiesSent"]
 
 VALID = [
@@ -49,6 +52,8 @@ VALID = [
     "linux_status[listen_stats]",
     "linux_status[version]",
 ]
+# Every metric's sample from the registry, so the baseline covers each key.
+VALID += [sample for sample in keys.SAMPLES.values() if sample not in VALID]
 
 HOMOGLYPHS = {"A": "\u0410", "E": "\u0415", "O": "\u041e", "C": "\u0421", "T": "\u0422",
               "I": "\u0406", "S": "\u0405", "N": "\u039d"}

@@ -1,4 +1,5 @@
-"""A fast Zabbix passive-check client (no zabbix_get, no fork per request).
+"""The one client of Zabbix's ZBXD passive-check protocol for every suite and bench/*.py
+(no zabbix_get, no fork per request).
 
 Protocol (agent 6.0/7.0 passive checks): the request is `ZBXD\\x01`, the payload length as
 8 bytes little-endian (two uint32: data length, reserved), then the key. The reply has the
@@ -11,12 +12,17 @@ one `Reply` per key, in order. After the agent's close, the client closes with S
 (a reset): the agent's side of the finished connection then leaves no TIME_WAIT socket, so a
 long run does not fill the namespace's socket table (which the module scans on every
 request) with hundreds of thousands of TIME_WAIT entries.
+
+`check()` is one blocking plain check, `json_check()` one 7.0 server's JSON check (with an
+item timeout); `frame()` and `parse_reply()` are the bytes on the wire for callers that
+drive their own sockets (bench/bench.py's simultaneous checks).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import multiprocessing
 import socket
 import traceback
@@ -62,6 +68,46 @@ def parse_reply(data: bytes) -> Reply:
     if payload.startswith(NOTSUPPORTED):
         return Reply("notsupported", payload=payload, message=payload[len(NOTSUPPORTED):])
     return Reply("value", payload=payload)
+
+
+def _receive_all(conn: socket.socket) -> bytes:
+    """Everything the agent sends on `conn` until it closes (at most MAX_REPLY bytes)."""
+    data = bytearray()
+    while chunk := conn.recv(65536):
+        data.extend(chunk)
+        if len(data) > MAX_REPLY:
+            raise ValueError(f"reply larger than {MAX_REPLY} bytes")
+    return bytes(data)
+
+
+def check(port: int, key: str, timeout: float = 10.0, host: str = "127.0.0.1") -> tuple[str, str]:
+    """One blocking passive check: ("value", text) or ("notsupported", message); a malformed
+    reply fails the caller. The agent closes the connection after its reply (its side then
+    sits in TIME_WAIT). Network errors (OSError) reach the caller."""
+    with socket.create_connection((host, port), timeout=timeout) as conn:
+        conn.sendall(frame(key.encode()))
+        data = _receive_all(conn)
+    reply = parse_reply(data)
+    assert reply.kind in ("value", "notsupported"), (
+        f"bad reply to {key!r}: {reply.error}: {data[:100]!r}"
+    )
+    if reply.kind == "notsupported":
+        return "notsupported", reply.message.decode(errors="replace")
+    if reply.payload == NOTSUPPORTED.rstrip(b"\x00"):
+        return "notsupported", ""
+    return "value", reply.payload.decode(errors="replace")
+
+
+def json_check(port: int, key: str, item_timeout: str, timeout: float = 10.0,
+               host: str = "127.0.0.1") -> dict:
+    """One passive check as a 7.0 server sends it (JSON, with the item's own timeout): the
+    answer's object, {"value": ...} or {"error": ...}."""
+    item = {"key": key, "timeout": item_timeout}
+    body = json.dumps({"request": "passive checks", "data": [item]})
+    with socket.create_connection((host, port), timeout=timeout) as conn:
+        conn.sendall(frame(body.encode()))
+        data = _receive_all(conn)
+    return json.loads(data[13:])["data"][0]
 
 
 def _abort_close(writer: asyncio.StreamWriter) -> None:
