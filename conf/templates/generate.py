@@ -553,8 +553,8 @@ def render(doc: dict, flavour: str) -> str:
 
 
 def trigger_table() -> list[str]:
-    """The trigger table (Markdown), also kept in the main README between TRIGGERS_BEGIN and
-    TRIGGERS_END."""
+    """The trigger table (Markdown), kept in conf/templates/README.md between TRIGGERS_BEGIN
+    and TRIGGERS_END (and in any other README that has the markers)."""
     doc = model("passive")["zabbix_export"]["templates"][0]
     triggers = []
     for item in doc["items"]:

@@ -307,7 +307,7 @@ def test_a_squatted_plugin_socket_stops_agent_2_without_the_packaged_setting(env
 
 
 def test_the_documented_plugin_socket_survives_a_squatter(env):
-    """The snippet's PluginSocket line, uncommented as the README's security section says,
+    """The snippet's PluginSocket line, uncommented as its comment says for a hand install,
     puts the plugin socket in /run/zabbix, which only the agent's user may write: the
     squatter is refused there and agent 2 starts and answers."""
     shipped = SNIPPET.read_text()

@@ -188,7 +188,7 @@ def test_a_failed_dump_with_backend_netlink_is_an_error(
         assert "Backend=netlink allows no fallback" in result.message, result.raw
 
 
-# The fallback rule (README, Backend): an answer that means sock_diag cannot serve here (the
+# The fallback rule (README, "The fallback rule"): an answer that means sock_diag cannot serve here (the
 # socket refused, or the kernel's ENOENT, EOPNOTSUPP, EPROTONOSUPPORT, EAFNOSUPPORT, EACCES,
 # EPERM) moves Backend=auto to /proc for the rest of the process; any other failed dump is
 # answered from /proc for that request only, and the next request asks netlink again.

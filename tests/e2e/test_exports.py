@@ -1,7 +1,7 @@
 """The shared object's dynamic interface: exactly the five zbx_module_* functions.
 
 The agent links itself with -rdynamic and exports its own zbx_* symbols, so the module must
-export nothing but its entry points (README, "The ABI contract"). The item table is
+export nothing but its entry points (docs/architecture.md, "The ABI contract"). The item table is
 then read through those entry points in a separate Python process (ctypes), so a faulty module
 cannot take the test session down with it.
 """
