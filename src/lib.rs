@@ -103,10 +103,12 @@ pub mod os {
     pub use crate::sys::signals::ignore_stop_signals;
 }
 
-/// The shared-snapshot protocol (for tests/snapshot_processes.rs, which forks real workers).
+/// The shared-snapshot protocol (for tests/snapshot_processes.rs, which forks real workers
+/// over the same mapping the module makes).
 pub mod snapshot {
     pub use crate::answer::snapshot::{fresh, Claim, Lookup, SharedSnapshot, Slot, Table};
     pub use crate::model::state::{StateMask, TABLE_LEN};
+    pub use crate::sys::shared_memory::map_shared_zeroed;
 }
 
 /// The key registry: every key, and the files rendered from it (tests/generated.rs).

@@ -5,35 +5,11 @@
 //! only in its FFI and OS layers. Not built for the loom models (they model the protocol).
 #![cfg(not(loom))]
 
-use linux_status::snapshot::{Lookup, SharedSnapshot, Slot, StateMask, TABLE_LEN};
+use linux_status::snapshot::{
+    map_shared_zeroed, Lookup, SharedSnapshot, Slot, StateMask, TABLE_LEN,
+};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-/// Zero-filled `MAP_SHARED` memory for one `T`, as the module maps its snapshot page before
-/// the agent forks its workers.
-///
-/// # Safety
-/// All-zero bytes must be a valid `T`, and `T` only atomics.
-unsafe fn map_shared_zeroed<T>() -> Option<&'static T> {
-    // SAFETY: an anonymous mapping with no address hint touches no existing memory; the
-    // result is checked against MAP_FAILED before use.
-    let memory = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            std::mem::size_of::<T>(),
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if memory == libc::MAP_FAILED {
-        return None;
-    }
-    // SAFETY: page-aligned, large enough, zero-filled (valid by the caller's guarantee),
-    // never unmapped.
-    Some(unsafe { &*memory.cast::<T>() })
-}
 
 fn map_shared_snapshot() -> Option<&'static SharedSnapshot> {
     // SAFETY: SharedSnapshot is atomic integers only; all-zero is an empty record.

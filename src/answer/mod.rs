@@ -168,24 +168,14 @@ pub fn answer(
             )))
         }
         ItemRequest::ListenDiscovery => {
-            fill_listen_table(
-                context,
-                &mut worker.scanner,
-                &SocketFilter::default(),
-                &mut worker.listen_table,
-            )?;
+            fill_unfiltered_listen_table(context, worker)?;
             Ok(ItemValue::Text(report::discovery(
                 worker.listen_table.ports(),
             )))
         }
         ItemRequest::ListenStats => {
             let counters = listen_counters(context)?;
-            fill_listen_table(
-                context,
-                &mut worker.scanner,
-                &SocketFilter::default(),
-                &mut worker.listen_table,
-            )?;
+            fill_unfiltered_listen_table(context, worker)?;
             Ok(ItemValue::Text(report::listen_stats(
                 worker.listen_table.ports(),
                 counters,
@@ -218,6 +208,20 @@ fn info(context: &Context<'_>) -> String {
         process_id: std::process::id(),
         keys: &registry::METRICS,
     })
+}
+
+/// The worker's listening-port table, from one walk of every socket.
+fn fill_unfiltered_listen_table(
+    context: &Context<'_>,
+    worker: &mut Worker,
+) -> Result<(), AnswerError> {
+    fill_listen_table(
+        context,
+        &mut worker.scanner,
+        &SocketFilter::default(),
+        &mut worker.listen_table,
+    )
+    .map(|_| ())
 }
 
 /// The kernel's listen-queue counters.
