@@ -16,6 +16,7 @@ a squatter of another user on /tmp/agent.plugin.sock changes nothing, and the an
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 
@@ -56,16 +57,27 @@ def squat(system: sysmod.System) -> socket.socket:
     return s
 
 
-def run_agent2(system: sysmod.System, label: str) -> None:
-    """Agent 2 starts, uses the plugin on /run/zabbix's socket and answers as `ss`."""
+@contextlib.contextmanager
+def agent2_running(system: sysmod.System):
+    """Agent 2 started as its unit starts it; afterwards it must exit 0 on SIGTERM."""
     agent = sysmod.Service(system, "zabbix-agent2").start()
     try:
-        assert system.path(RUN_SOCKET).is_socket(), f"[{label}] no {RUN_SOCKET}\n{agent.describe()}"
-        version = zbxd.check(sysmod.AGENT_PORT, "linux_status[version]")
-        assert version[0] == "value", (label, version)
-        answers.assert_match_ss(label)
+        yield agent
     finally:
         stop(agent)
+
+
+def version_answers() -> bool:
+    return zbxd.check(sysmod.AGENT_PORT, "linux_status[version]")[0] == "value"
+
+
+def run_agent2(system: sysmod.System, label: str) -> None:
+    """Agent 2 starts, uses the plugin on /run/zabbix's socket and answers as `ss`."""
+    with agent2_running(system) as agent:
+        assert system.path(RUN_SOCKET).is_socket(), (
+            f"[{label}] no {RUN_SOCKET}\n{agent.describe()}")
+        assert version_answers(), label
+        answers.assert_match_ss(label)
 
 
 @pytest.mark.parametrize("release", ["bookworm", "trixie"])
@@ -80,7 +92,8 @@ def test_socket_moves_to_run_zabbix(env, meta, scenario, release):
         text = system.read(GENERATED)
         assert f"PluginSocket={RUN_SOCKET}\n" in text, text
         check = system.run(TOOL, "check")
-        assert f"zabbix_agent2: plugin socket {RUN_SOCKET} ({GENERATED})" in check.stdout, check.stdout
+        assert (f"zabbix_agent2: plugin socket {RUN_SOCKET} ({GENERATED})"
+                in check.stdout), check.stdout
 
         squatter = squat(system)
         try:
@@ -96,11 +109,8 @@ def test_socket_moves_to_run_zabbix(env, meta, scenario, release):
         assert system.read(GENERATED) == before
         system.run("dpkg", "-r", "linux-status")
         assert not system.exists(GENERATED)
-        agent = sysmod.Service(system, "zabbix-agent2").start()
-        try:
+        with agent2_running(system) as agent:
             assert not system.exists(RUN_SOCKET), agent.describe()
-        finally:
-            stop(agent)
         install(system, env)
         assert system.exists(GENERATED)
         system.run("dpkg", "--purge", "linux-status")
@@ -119,12 +129,9 @@ def test_default_kept_without_run_zabbix(env, meta, scenario):
         assert not system.exists(GENERATED)
         check = system.run(TOOL, "check")
         assert "plugin socket /tmp/agent.plugin.sock (agent 2 default" in check.stdout
-        agent = sysmod.Service(system, "zabbix-agent2").start()  # creates /run/zabbix
-        try:
+        with agent2_running(system) as agent:  # creates /run/zabbix
             assert system.path(TMP_SOCKET).is_socket(), agent.describe()
-            assert zbxd.check(sysmod.AGENT_PORT, "linux_status[version]")[0] == "value"
-        finally:
-            stop(agent)
+            assert version_answers()
         system.run(TOOL, "place")
         assert system.exists(GENERATED)
         run_agent2(system, "bookworm agent 2 after a later place")
@@ -134,11 +141,8 @@ def _refused(system: sysmod.System, env, reason: str) -> None:
     out = install(system, env)
     assert reason in out, out
     assert not system.exists(GENERATED)
-    agent = sysmod.Service(system, "zabbix-agent2").start()
-    try:
-        assert zbxd.check(sysmod.AGENT_PORT, "linux_status[version]")[0] == "value"
-    finally:
-        stop(agent)
+    with agent2_running(system):
+        assert version_answers()
 
 
 def test_unsafe_run_zabbix_is_refused(env, meta, scenario):
@@ -175,9 +179,7 @@ def test_admin_plugin_socket_wins(env, meta, scenario):
         assert not system.exists(GENERATED)
         assert "plugin socket" not in out, out
         check = system.run(TOOL, "check")
-        assert f"plugin socket /run/zabbix/admin.sock ({AGENT2_CONF})" in check.stdout, check.stdout
-        agent = sysmod.Service(system, "zabbix-agent2").start()
-        try:
+        assert (f"plugin socket /run/zabbix/admin.sock ({AGENT2_CONF})"
+                in check.stdout), check.stdout
+        with agent2_running(system) as agent:
             assert system.path("/run/zabbix/admin.sock").is_socket(), agent.describe()
-        finally:
-            stop(agent)
