@@ -135,9 +135,7 @@ impl SharedSnapshot {
             wanted
         }
     }
-}
 
-impl SharedSnapshot {
     /// Asked by a worker that holds the claim of `wanted`'s own slot, before it dumps that
     /// state alone: true when [`SharedSnapshot::walk_for`] still says so. False means another
     /// single state was claimed meanwhile: the worker releases its claim and walks (or waits

@@ -111,9 +111,10 @@ pub const NOT_HERE_ERRNOS: [i32; 6] = [
 ];
 
 impl NetlinkError {
-    /// The fallback rule (README, "The fallback rule"): true when netlink will not work in this process
-    /// at all, so `Backend=auto` answers from /proc for the rest of the process: the socket
-    /// cannot be opened or set up, or the kernel answers with one of `NOT_HERE_ERRNOS`.
+    /// The fallback rule (README, "The fallback rule"): true when netlink will not work in
+    /// this process at all, so `Backend=auto` answers from /proc for the rest of the process:
+    /// the socket cannot be opened or set up, or the kernel answers with one of
+    /// `NOT_HERE_ERRNOS`.
     /// False for a dump that failed this once (any other kernel errno such as ENOBUFS or
     /// ENOMEM, an interrupted dump, a receive error, a malformed reply, a time-out): that
     /// request is answered from /proc and the next one asks netlink again.

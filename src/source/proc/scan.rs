@@ -1,7 +1,8 @@
 //! Reading /proc/net/tcp and /proc/net/tcp6 through one reused buffer, under a deadline.
 //!
 //! The buffer is allocated once per worker (it lives in the worker's state, `answer::Worker`,
-//! and netlink dumps borrow it too) and reused by every scan; the parser borrows lines from it, so a scan allocates nothing per socket.
+//! and netlink dumps borrow it too) and reused by every scan; the parser borrows lines from
+//! it, so a scan allocates nothing per socket.
 //! The kernel returns at most one page per read(), so the buffer size only bounds the
 //! longest line, not the number of system calls.
 //!
