@@ -2,31 +2,15 @@
 //!
 //! The file holds pairs of lines per group: `TcpExt: Name1 Name2 ...` then
 //! `TcpExt: value1 value2 ...`. Names differ between kernel versions, so counters are looked
-//! up by name, never by position.
+//! up by name, never by position (the layout is [`super::counters`]'s paired lines).
 
-use std::fs;
 use std::path::Path;
+
+use super::counters::{self, Layout};
 
 /// One counter by its exact kernel name.
 pub fn tcp_ext_counter(text: &str, name: &str) -> Result<Option<u64>, String> {
-    let mut lines = text.lines().filter(|line| line.starts_with("TcpExt:"));
-    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
-        return Err("no TcpExt lines".to_owned());
-    };
-    let names = names.split_whitespace().skip(1);
-    let mut values = values.split_whitespace().skip(1);
-    for counter in names {
-        let value = values
-            .next()
-            .ok_or_else(|| "TcpExt value line is shorter than its name line".to_owned())?;
-        if counter == name {
-            return value
-                .parse()
-                .map(Some)
-                .map_err(|_| format!("TcpExt value of {name} is not a number: \"{value}\""));
-        }
-    }
-    Ok(None)
+    counters::counter(text, Layout::Paired, "TcpExt", name)
 }
 
 /// Reads the file and looks up `name`; errors name the file.
@@ -39,8 +23,8 @@ pub fn read_tcp_ext_counters<const N: usize>(
     path: &Path,
     names: [&str; N],
 ) -> Result<[u64; N], String> {
-    let text = fs::read_to_string(path)
-        .map_err(|error| format!("Cannot read {}: {error}.", path.display()))?;
+    let mut text = String::new();
+    counters::read_counter_file(path, &mut text)?;
     let mut values = [0; N];
     for (value, name) in values.iter_mut().zip(names) {
         *value = match tcp_ext_counter(&text, name) {
