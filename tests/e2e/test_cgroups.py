@@ -1,0 +1,205 @@
+"""Per-cgroup counts (`cgroup_summary`, `cgroup_discovery`, `cgroup_status`) on every agent
+line, against `ss -tan --cgroup`, with cgroups the test creates.
+
+Two cgroups under the cgroup2 root (lib/cgroups.py), each with a process that moved itself
+in and built a known table: A (`...-a.service`) a listener, ESTABLISHED pairs, CLOSE_WAIT /
+FIN_WAIT2 pairs and TIME_WAIT sockets; B (`...-b.scope`) the same with other counts, plus
+connections to A's listener. The kernel gives an accepted socket its listener's cgroup, so
+A also holds the accepted halves of B's connections; TIME_WAIT sockets carry no cgroup id
+and are the `no_cgroup` bucket. Checked:
+
+- through `zabbix_agentd -t` run as `nobody` (no capability; it opens no socket, so ss taken
+  around it is exact), in a nested network namespace holding only A's and B's sockets: the whole `cgroup_summary` equals ss's table path by path, the
+  `no_cgroup` bucket included, and ss agrees with what the holders built;
+- through the running agent (`zabbix_get`): the test cgroups' counts in `cgroup_summary`,
+  every state of `cgroup_status` for both, `cgroup_discovery`'s rows (path, id = the
+  directory's inode, unit);
+- a cgroup that does not exist, or was removed, is ZBX_NOTSUPPORTED naming it; the /proc
+  backend is ZBX_NOTSUPPORTED saying per-cgroup counts need netlink.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from lib import agent as ag
+from lib import cgroups as cg
+from lib import scenario as sc
+
+PORT_A, PORT_B = 20081, 20082
+
+
+@contextlib.contextmanager
+def two_holders(time_wait: tuple[int, int]):
+    """Cgroups A and B with their holders (see the module doc)."""
+    root = cg.ensure_mount()
+    a = cg.Cgroup("a.service", root)
+    b = cg.Cgroup("b.scope", root)
+    started = []
+    try:
+        started.append(cg.SocketHolder(a, PORT_A, estab=2, close_wait=3, time_wait=time_wait[0]))
+        started.append(cg.SocketHolder(b, PORT_B, estab=1, close_wait=1, time_wait=time_wait[1],
+                                       connect_to=PORT_A, connect_to_count=4))
+        yield a, b, started[0], started[1]
+    finally:
+        for holder in started:
+            holder.stop()
+        a.remove()
+        b.remove()
+
+
+@pytest.fixture()
+def nested_holders():
+    """In a nested namespace of their own (their TIME_WAIT sockets die with it): A and B."""
+    with cg.nested_netns(), two_holders((1, 2)) as holders:
+        yield holders
+
+
+@pytest.fixture()
+def holders(agent, agent_ports):
+    """In the suite's namespace, after the scenario and the agent: A and B without TIME_WAIT
+    (they reset their sockets when stopped, so nothing is left for later tests)."""
+    with two_holders((0, 0)) as holders:
+        yield holders
+
+
+def built(holders) -> dict[str, dict[str, int]]:
+    """What the holders built, per cgroup path (A also holds the accepted halves of B's
+    connections to its listener)."""
+    a, b, in_a, in_b = holders
+    expected = {}
+    for group, holder in ((a, in_a), (b, in_b)):
+        counts = dict.fromkeys(sc.KERNEL_STATES, 0)
+        counts.update(holder.counts)
+        expected[group.path] = counts
+    expected[a.path]["ESTABLISHED"] += 4
+    return expected
+
+
+@pytest.fixture(scope="module")
+def as_nobody(env, tmp_path_factory):
+    """An agent configuration and module copy `nobody` can read (the agent's user)."""
+    directory = Path(tempfile.mkdtemp(prefix="linux-status-cgroup-"))
+    directory.chmod(0o755)
+    module = ag.staged_for_nobody(env.so, directory / "module")
+    cfg = ag.write_config(directory, module, ag.free_port(avoid=(*sc.SCENARIO_PORTS, PORT_A, PORT_B)))
+    for path in (cfg.path, cfg.module_config):
+        path.chmod(0o644)
+    yield cfg
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def nobody_key(agentd, cfg, key: str) -> ag.ItemResult:
+    import subprocess
+
+    proc = subprocess.run([*ag.AS_NOBODY, agentd, "-c", str(cfg.path), "-t", key],
+                          capture_output=True, text=True, timeout=30, env=ag.agent_env(cfg))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return ag.parse_item_line(proc.stdout.strip().splitlines()[0])
+
+
+def test_the_whole_summary_equals_ss_for_an_unprivileged_agent(nested_holders, agentd, as_nobody):
+    holders = nested_holders
+    def query() -> str:
+        result = nobody_key(agentd, as_nobody, "linux_status[cgroup_summary]")
+        assert result.supported and result.type == "t", result.raw
+        return result.value
+
+    got, table = cg.settled_summary(query)
+    assert list(got) == ["cgroups", "no_cgroup", "unresolved", "unresolved_ids", "other",
+                         "overflow", "max_cgroups", "cgroup2_mount"], got
+    assert got["cgroup2_mount"] == str(cg.mount())
+    answered = {path: cg.states_of(member) for path, member in got["cgroups"].items()}
+    assert answered == {path: counts for path, counts in table.items() if path is not None}
+    assert cg.states_of(got["no_cgroup"]) == table.get(None, dict.fromkeys(sc.KERNEL_STATES, 0))
+    assert got["unresolved_ids"] == 0 and not any(cg.states_of(got["unresolved"]).values())
+    assert got["overflow"] is False and not any(cg.states_of(got["other"]).values())
+    # ss agrees with what was built: the oracle itself is checked, and the test is not empty.
+    for path, counts in built(holders).items():
+        assert table[path] == counts, path
+    a, b, in_a, in_b = holders
+    assert table[None]["TIME_WAIT"] == in_a.time_wait + in_b.time_wait == 3
+    assert not any(state in table[None] and table[None][state] and state not in
+                   ("TIME_WAIT", "FIN_WAIT2", "SYN_RECV") for state in sc.KERNEL_STATES), table[None]
+
+
+def test_the_running_agent_answers_the_test_cgroups(holders, agent, env):
+    a, b, _, _ = holders
+    expected = built(holders)
+    for _ in range(5):
+        before = cg.ss_by_cgroup()
+        result = ag.zabbix_get(env.get, agent.cfg.port, "linux_status[cgroup_summary]")
+        assert result.supported, result.raw
+        got = json.loads(result.value)
+        if cg.ss_by_cgroup() == before:
+            break
+    for group in (a, b):
+        assert cg.states_of(got["cgroups"][group.path]) == before[group.path] == expected[group.path]
+    for group in (a, b):
+        for state in sc.KERNEL_STATES:
+            key = f"linux_status[cgroup_status,{group.path},{sc.KERNEL_TO_SS[state]}]"
+            result = ag.zabbix_get(env.get, agent.cfg.port, key)
+            assert result.supported, (key, result.raw)
+            assert result.uint() == expected[group.path][state], key
+    result = ag.zabbix_get(env.get, agent.cfg.port, "linux_status[cgroup_discovery]")
+    assert result.supported, result.raw
+    rows = {row["{#CGROUP}"]: row for row in json.loads(result.value)}
+    assert rows[a.path] == {"{#CGROUP}": a.path, "{#CGROUP.ID}": str(a.id), "{#UNIT}": a.dir.name}
+    assert rows[b.path] == {"{#CGROUP}": b.path, "{#CGROUP.ID}": str(b.id), "{#UNIT}": b.dir.name}
+    assert None not in rows
+
+
+def test_missing_and_removed_cgroups_are_errors(agent, env):
+    with cg.Cgroup("kept"):  # the hierarchy has a child cgroup: cgroup v2 is in use
+        key = "linux_status[cgroup_status,/ls-test-no-such-cgroup,LISTEN]"
+        result = ag.zabbix_get(env.get, agent.cfg.port, key)
+        assert not result.supported
+        assert result.message.startswith(
+            "No cgroup /ls-test-no-such-cgroup under the cgroup2 mount"), result.raw
+        with cg.Cgroup("gone") as gone:
+            key = f"linux_status[cgroup_status,{gone.path},LISTEN]"
+            assert ag.zabbix_get(env.get, agent.cfg.port, key).uint() == 0
+        result = ag.zabbix_get(env.get, agent.cfg.port, key)
+        assert not result.supported and f"No cgroup {gone.path} " in result.message, result.raw
+    bad = ag.zabbix_get(env.get, agent.cfg.port, "linux_status[cgroup_status,/a/../b,LISTEN]")
+    assert not bad.supported and bad.message.startswith('Invalid cgroup "/a/../b"'), bad.raw
+
+
+def test_without_a_cgroup2_mount_the_keys_say_cgroup_v1(agentd, as_nobody):
+    """A cgroup v1 host, as the agent sees it: its mount namespace has no cgroup2 mount (the
+    test unmounts it in a private mount namespace, then runs the agent as nobody)."""
+    import subprocess
+
+    mounted = cg.mount()
+    assert mounted is not None
+    for key in ("cgroup_summary", "cgroup_discovery", "cgroup_status,/,LISTEN"):
+        script = f'umount -l "$1"; shift; exec "$@"'
+        proc = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+             str(mounted), *ag.AS_NOBODY, agentd, "-c", str(as_nobody.path), "-t",
+             f"linux_status[{key}]"],
+            capture_output=True, text=True, timeout=30, env=ag.agent_env(as_nobody))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        result = ag.parse_item_line(proc.stdout.strip().splitlines()[0])
+        assert not result.supported, result.raw
+        assert result.message == (
+            "cgroup v1: not available: no cgroup2 file system is mounted (/proc/self/mountinfo "
+            "lists none); per-cgroup counts need cgroup v2 (a unified or hybrid hierarchy) and "
+            "Linux 5.8 or later."), result.raw
+
+
+def test_the_proc_backend_says_cgroups_need_netlink(agentd, env, tmp_path):
+    cfg = ag.write_config(tmp_path, env.so, ag.free_port(avoid=sc.SCENARIO_PORTS),
+                          module_settings="Backend=proc\nSnapshotLifetime=0\n")
+    for key in ("cgroup_summary", "cgroup_discovery", "cgroup_status,/,LISTEN"):
+        result = ag.test_key(agentd, cfg, f"linux_status[{key}]")
+        assert not result.supported, result.raw
+        assert result.message.startswith(
+            "Per-cgroup counts need netlink sock_diag (INET_DIAG_CGROUP_ID): /proc/net/tcp has "
+            "no cgroup column, and this agent reads /proc (Backend=proc)."), result.raw
