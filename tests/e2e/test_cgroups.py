@@ -20,7 +20,6 @@ and are the `no_cgroup` bucket. Checked:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import tempfile
@@ -32,54 +31,19 @@ from lib import agent as ag
 from lib import cgroups as cg
 from lib import scenario as sc
 
-PORT_A, PORT_B = 20081, 20082
-
-
-@contextlib.contextmanager
-def two_holders(time_wait: tuple[int, int]):
-    """Cgroups A and B with their holders (see the module doc)."""
-    root = cg.ensure_mount()
-    a = cg.Cgroup("a.service", root)
-    b = cg.Cgroup("b.scope", root)
-    started = []
-    try:
-        started.append(cg.SocketHolder(a, PORT_A, estab=2, close_wait=3, time_wait=time_wait[0]))
-        started.append(cg.SocketHolder(b, PORT_B, estab=1, close_wait=1, time_wait=time_wait[1],
-                                       connect_to=PORT_A, connect_to_count=4))
-        yield a, b, started[0], started[1]
-    finally:
-        for holder in started:
-            holder.stop()
-        a.remove()
-        b.remove()
-
-
 @pytest.fixture()
-def nested_holders():
+def nested_two():
     """In a nested namespace of their own (their TIME_WAIT sockets die with it): A and B."""
-    with cg.nested_netns(), two_holders((1, 2)) as holders:
-        yield holders
+    with cg.nested_netns(), cg.two_cgroups(time_wait=(1, 2)) as two:
+        yield two
 
 
 @pytest.fixture()
-def holders(agent, agent_ports):
+def two(agent, agent_ports):
     """In the suite's namespace, after the scenario and the agent: A and B without TIME_WAIT
     (they reset their sockets when stopped, so nothing is left for later tests)."""
-    with two_holders((0, 0)) as holders:
-        yield holders
-
-
-def built(holders) -> dict[str, dict[str, int]]:
-    """What the holders built, per cgroup path (A also holds the accepted halves of B's
-    connections to its listener)."""
-    a, b, in_a, in_b = holders
-    expected = {}
-    for group, holder in ((a, in_a), (b, in_b)):
-        counts = dict.fromkeys(sc.KERNEL_STATES, 0)
-        counts.update(holder.counts)
-        expected[group.path] = counts
-    expected[a.path]["ESTABLISHED"] += 4
-    return expected
+    with cg.two_cgroups() as two:
+        yield two
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +52,7 @@ def as_nobody(env, tmp_path_factory):
     directory = Path(tempfile.mkdtemp(prefix="linux-status-cgroup-"))
     directory.chmod(0o755)
     module = ag.staged_for_nobody(env.so, directory / "module")
-    cfg = ag.write_config(directory, module, ag.free_port(avoid=(*sc.SCENARIO_PORTS, PORT_A, PORT_B)))
+    cfg = ag.write_config(directory, module, ag.free_port(avoid=(*sc.SCENARIO_PORTS, cg.PORT_A, cg.PORT_B)))
     for path in (cfg.path, cfg.module_config):
         path.chmod(0o644)
     yield cfg
@@ -104,34 +68,20 @@ def nobody_key(agentd, cfg, key: str) -> ag.ItemResult:
     return ag.parse_item_line(proc.stdout.strip().splitlines()[0])
 
 
-def test_the_whole_summary_equals_ss_for_an_unprivileged_agent(nested_holders, agentd, as_nobody):
-    holders = nested_holders
+def test_the_whole_summary_equals_ss_for_an_unprivileged_agent(nested_two, agentd, as_nobody):
     def query() -> str:
         result = nobody_key(agentd, as_nobody, "linux_status[cgroup_summary]")
         assert result.supported and result.type == "t", result.raw
         return result.value
 
     got, table = cg.settled_summary(query)
-    assert list(got) == ["cgroups", "no_cgroup", "unresolved", "unresolved_ids", "other",
-                         "overflow", "max_cgroups", "cgroup2_mount"], got
-    assert got["cgroup2_mount"] == str(cg.mount())
-    answered = {path: cg.states_of(member) for path, member in got["cgroups"].items()}
-    assert answered == {path: counts for path, counts in table.items() if path is not None}
-    assert cg.states_of(got["no_cgroup"]) == table.get(None, dict.fromkeys(sc.KERNEL_STATES, 0))
-    assert got["unresolved_ids"] == 0 and not any(cg.states_of(got["unresolved"]).values())
-    assert got["overflow"] is False and not any(cg.states_of(got["other"]).values())
-    # ss agrees with what was built: the oracle itself is checked, and the test is not empty.
-    for path, counts in built(holders).items():
-        assert table[path] == counts, path
-    a, b, in_a, in_b = holders
-    assert table[None]["TIME_WAIT"] == in_a.time_wait + in_b.time_wait == 3
-    assert not any(state in table[None] and table[None][state] and state not in
-                   ("TIME_WAIT", "FIN_WAIT2", "SYN_RECV") for state in sc.KERNEL_STATES), table[None]
+    cg.check_whole_summary(got, table, nested_two, str(cg.mount()))
+    result = nobody_key(agentd, as_nobody, "linux_status[cgroup_discovery]")
+    cg.check_discovery(json.loads(result.value), nested_two)
 
 
-def test_the_running_agent_answers_the_test_cgroups(holders, agent, env):
-    a, b, _, _ = holders
-    expected = built(holders)
+def test_the_running_agent_answers_the_test_cgroups(two, agent, env):
+    expected = two.expected()
     for _ in range(5):
         before = cg.ss_by_cgroup()
         result = ag.zabbix_get(env.get, agent.cfg.port, "linux_status[cgroup_summary]")
@@ -139,9 +89,8 @@ def test_the_running_agent_answers_the_test_cgroups(holders, agent, env):
         got = json.loads(result.value)
         if cg.ss_by_cgroup() == before:
             break
-    for group in (a, b):
+    for group in (two.a, two.b):
         assert cg.states_of(got["cgroups"][group.path]) == before[group.path] == expected[group.path]
-    for group in (a, b):
         for state in sc.KERNEL_STATES:
             key = f"linux_status[cgroup_status,{group.path},{sc.KERNEL_TO_SS[state]}]"
             result = ag.zabbix_get(env.get, agent.cfg.port, key)
@@ -149,10 +98,7 @@ def test_the_running_agent_answers_the_test_cgroups(holders, agent, env):
             assert result.uint() == expected[group.path][state], key
     result = ag.zabbix_get(env.get, agent.cfg.port, "linux_status[cgroup_discovery]")
     assert result.supported, result.raw
-    rows = {row["{#CGROUP}"]: row for row in json.loads(result.value)}
-    assert rows[a.path] == {"{#CGROUP}": a.path, "{#CGROUP.ID}": str(a.id), "{#UNIT}": a.dir.name}
-    assert rows[b.path] == {"{#CGROUP}": b.path, "{#CGROUP.ID}": str(b.id), "{#UNIT}": b.dir.name}
-    assert None not in rows
+    cg.check_discovery(json.loads(result.value), two)
 
 
 def test_missing_and_removed_cgroups_are_errors(agent, env):

@@ -16,6 +16,8 @@ moved into them that hold TCP sockets in several states, and `ss --cgroup` as th
 - `nested_netns()`: a context in which this process (and what it starts) is in a fresh
   network namespace with `lo` up, for tables whose TIME_WAIT sockets must not outlive the
   test in the suite's namespace; the suite's namespace is entered again on exit.
+- `two_cgroups()`: the attribution table both agent suites check (`TwoCgroups`), and
+  `check_whole_summary()` / `check_discovery()`, their shared assertions.
 - `ss_by_cgroup()`: per cgroup path (None: no cgroup id, as ss prints nothing) the
   per-kernel-state counts of `ss -Htan --cgroup`.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import dataclasses
 import json
 import os
 import signal
@@ -250,3 +253,79 @@ def settled_summary(query, attempts: int = 5) -> tuple[dict, dict]:
         if ss_by_cgroup() == before:
             return json.loads(answer), before
     raise AssertionError(f"the socket table kept changing around {attempts} queries")
+
+
+# The attribution table both agent suites check (tests/e2e, tests/agent2).
+PORT_A, PORT_B = 20081, 20082
+
+
+@dataclasses.dataclass
+class TwoCgroups:
+    """Cgroup A (`...-a.service`: a listener, 2 ESTABLISHED pairs, 3 CLOSE_WAIT / FIN_WAIT2
+    pairs) and B (`...-b.scope`: a listener, 1 pair, 1 CLOSE_WAIT pair, 4 connections to A's
+    listener), each with a holder process; `time_wait` more sockets per holder."""
+
+    a: Cgroup
+    b: Cgroup
+    in_a: SocketHolder
+    in_b: SocketHolder
+
+    def expected(self) -> dict[str, dict[str, int]]:
+        """What the holders built, per cgroup path. The kernel gives an accepted socket its
+        listener's cgroup, so A also holds the accepted halves of B's 4 connections."""
+        expected = {}
+        for group, holder in ((self.a, self.in_a), (self.b, self.in_b)):
+            counts = dict.fromkeys(sc.KERNEL_STATES, 0)
+            counts.update(holder.counts)
+            expected[group.path] = counts
+        expected[self.a.path]["ESTABLISHED"] += 4
+        return expected
+
+
+@contextlib.contextmanager
+def two_cgroups(time_wait: tuple[int, int] = (0, 0)):
+    root = ensure_mount()
+    a = Cgroup("a.service", root)
+    b = Cgroup("b.scope", root)
+    started: list[SocketHolder] = []
+    try:
+        started.append(SocketHolder(a, PORT_A, estab=2, close_wait=3, time_wait=time_wait[0]))
+        started.append(SocketHolder(b, PORT_B, estab=1, close_wait=1, time_wait=time_wait[1],
+                                    connect_to=PORT_A, connect_to_count=4))
+        yield TwoCgroups(a, b, started[0], started[1])
+    finally:
+        for holder in started:
+            holder.stop()
+        a.remove()
+        b.remove()
+
+
+SUMMARY_MEMBERS = ["cgroups", "no_cgroup", "unresolved", "unresolved_ids", "other", "overflow",
+                   "max_cgroups", "cgroup2_mount"]
+# What the kernel reports without a cgroup id: mini-sockets and pending requests.
+NO_CGROUP_STATES = ("TIME_WAIT", "FIN_WAIT2", "SYN_RECV")
+
+
+def check_whole_summary(got: dict, table: dict, two: TwoCgroups, mount_path: str) -> None:
+    """`cgroup_summary` taken in a namespace holding only `two`'s sockets equals ss's table
+    path by path, `no_cgroup` included; ss agrees with what was built."""
+    assert list(got) == SUMMARY_MEMBERS, got
+    assert got["cgroup2_mount"] == mount_path
+    answered = {path: states_of(member) for path, member in got["cgroups"].items()}
+    assert answered == {path: counts for path, counts in table.items() if path is not None}
+    assert states_of(got["no_cgroup"]) == table.get(None, dict.fromkeys(sc.KERNEL_STATES, 0))
+    assert got["unresolved_ids"] == 0 and not any(states_of(got["unresolved"]).values())
+    assert got["overflow"] is False and not any(states_of(got["other"]).values())
+    assert got["max_cgroups"] == 1024
+    # The oracle itself checked against construction: the test is not empty.
+    assert {path: table[path] for path in two.expected()} == two.expected()
+    assert table[None]["TIME_WAIT"] == two.in_a.time_wait + two.in_b.time_wait > 0
+    assert all(table[None][state] == 0 for state in sc.KERNEL_STATES
+               if state not in NO_CGROUP_STATES), table[None]
+
+
+def check_discovery(rows: list[dict], two: TwoCgroups) -> None:
+    by_path = {row["{#CGROUP}"]: row for row in rows}
+    for group in (two.a, two.b):
+        assert by_path[group.path] == {"{#CGROUP}": group.path, "{#CGROUP.ID}": str(group.id),
+                                       "{#UNIT}": group.dir.name}
