@@ -14,6 +14,8 @@ and are the `no_cgroup` bucket. Checked:
 - through the running agent (`zabbix_get`): the test cgroups' counts in `cgroup_summary`,
   every state of `cgroup_status` for both, `cgroup_discovery`'s rows (path, id = the
   directory's inode, unit);
+- real containers of each runtime lib/containers.py starts here (podman, systemd-nspawn):
+  a host-network container's sockets are its cgroup's; a private-network one's are absent;
 - a cgroup that does not exist, or was removed, is ZBX_NOTSUPPORTED naming it; the /proc
   backend is ZBX_NOTSUPPORTED saying per-cgroup counts need netlink.
 """
@@ -21,7 +23,9 @@ and are the `no_cgroup` bucket. Checked:
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -29,6 +33,7 @@ import pytest
 
 from lib import agent as ag
 from lib import cgroups as cg
+from lib import containers as ct
 from lib import scenario as sc
 
 @pytest.fixture()
@@ -60,8 +65,6 @@ def as_nobody(env, tmp_path_factory):
 
 
 def nobody_key(agentd, cfg, key: str) -> ag.ItemResult:
-    import subprocess
-
     proc = subprocess.run([*ag.AS_NOBODY, agentd, "-c", str(cfg.path), "-t", key],
                           capture_output=True, text=True, timeout=30, env=ag.agent_env(cfg))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -120,8 +123,6 @@ def test_missing_and_removed_cgroups_are_errors(agent, env):
 def test_without_a_cgroup2_mount_the_keys_say_cgroup_v1(agentd, as_nobody):
     """A cgroup v1 host, as the agent sees it: its mount namespace has no cgroup2 mount (the
     test unmounts it in a private mount namespace, then runs the agent as nobody)."""
-    import subprocess
-
     mounted = cg.mount()
     assert mounted is not None
     for key in ("cgroup_summary", "cgroup_discovery", "cgroup_status,/,LISTEN"):
@@ -149,3 +150,51 @@ def test_the_proc_backend_says_cgroups_need_netlink(agentd, env, tmp_path):
         assert result.message.startswith(
             "Per-cgroup counts need netlink sock_diag (INET_DIAG_CGROUP_ID): /proc/net/tcp has "
             "no cgroup column, and this agent reads /proc (Backend=proc)."), result.raw
+
+
+@pytest.fixture(params=ct.RUNTIMES)
+def runtime(request) -> str:
+    return request.param
+
+
+def test_a_host_network_containers_sockets_are_its_cgroups(runtime, agentd, as_nobody):
+    """A real container (lib/containers.py: podman with runc, or systemd-nspawn, over the
+    cached Debian chroot) sharing the agent's network namespace: the sockets it creates are
+    attributed to the cgroup its runtime gave it; one with a network namespace of its own is
+    not in the agent's answer at all (its table is another namespace's). In a nested
+    namespace, so the TIME_WAIT sockets of the stopped containers stay out of the suite's."""
+    command, counts = ct.perl_table(cg.PORT_A, pairs=3, half_closed=2)
+    private_command, private_counts = ct.perl_table(cg.PORT_B, pairs=1, half_closed=1)
+    with cg.nested_netns():
+        shared = ct.start(runtime, command, host_network=True)
+        private = None
+        try:
+            private = ct.start(runtime, private_command, host_network=False)
+            assert shared.netns_inode == os.stat("/proc/self/ns/net").st_ino
+            assert private.netns_inode != shared.netns_inode
+            sc.wait_until(lambda: cg.ss_by_cgroup().get(shared.cgroup) == counts, 30,
+                          f"{runtime}'s container to build its table in {shared.cgroup}",
+                          detail=lambda: str(cg.ss_by_cgroup()))
+            sc.wait_until(lambda: cg.ss_by_cgroup(private.leader_pid).get(private.cgroup)
+                          == private_counts, 30, "the private container's table (nsenter ss)",
+                          detail=lambda: str(cg.ss_by_cgroup(private.leader_pid)))
+
+            def query() -> str:
+                result = nobody_key(agentd, as_nobody, "linux_status[cgroup_summary]")
+                assert result.supported, result.raw
+                return result.value
+
+            got, table = cg.settled_summary(query)
+            assert cg.states_of(got["cgroups"][shared.cgroup]) == table[shared.cgroup] == counts
+            assert private.cgroup not in got["cgroups"], got
+            discovery = nobody_key(agentd, as_nobody, "linux_status[cgroup_discovery]")
+            rows = {row["{#CGROUP}"]: row for row in json.loads(discovery.value)}
+            assert rows[shared.cgroup]["{#CGROUP.ID}"] == str(
+                (cg.mount() / shared.cgroup.lstrip("/")).stat().st_ino)
+            for state in ("ESTABLISHED", "CLOSE_WAIT", "FIN_WAIT2", "LISTEN"):
+                key = f"linux_status[cgroup_status,{shared.cgroup},{state}]"
+                assert nobody_key(agentd, as_nobody, key).uint() == counts[state], key
+        finally:
+            shared.stop()
+            if private is not None:
+                private.stop()

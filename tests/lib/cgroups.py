@@ -8,7 +8,7 @@ moved into them that hold TCP sockets in several states, and `ss --cgroup` as th
   inherit that namespace; the host's mounts are untouched.
 - `Cgroup(name)`: a directory `ls-test-<pid>-<name>` under the mount's root, its path as
   `ss --cgroup` prints it (`/ls-test-...`) and its id (the directory's inode). `remove()`
-  kills what is left in it and removes it.
+  kills what is left in it and in the child cgroups a runtime made, and removes them all.
 - `SocketHolder`: a child process that first moves itself into a cgroup (writes 0 to its
   cgroup.procs), then builds a small known table (a listener, ESTABLISHED pairs, CLOSE_WAIT
   / FIN_WAIT2 pairs, TIME_WAIT, connections to another holder's listener), prints its counts
@@ -120,12 +120,17 @@ class Cgroup:
         self.id = self.dir.stat().st_ino
 
     def pids(self) -> list[int]:
-        try:
-            return [int(p) for p in (self.dir / "cgroup.procs").read_text().split()]
-        except FileNotFoundError:
-            return []
+        """The processes in the cgroup and in its child cgroups (a runtime may add some)."""
+        pids = []
+        for directory in [self.dir, *(p for p in self.dir.rglob("*") if p.is_dir())]:
+            try:
+                pids += [int(p) for p in (directory / "cgroup.procs").read_text().split()]
+            except FileNotFoundError:
+                pass
+        return pids
 
     def remove(self) -> None:
+        """Kills what is left in it (and its child cgroups), then removes them, deepest first."""
         for _ in range(50):
             pids = self.pids()
             if not pids:
@@ -136,10 +141,15 @@ class Cgroup:
                 except ProcessLookupError:
                     pass
             time.sleep(0.05)
-        try:
-            self.dir.rmdir()
-        except FileNotFoundError:
-            pass
+        if not self.dir.exists():
+            return
+        children = sorted((p for p in self.dir.rglob("*") if p.is_dir()),
+                          key=lambda p: len(p.parts), reverse=True)
+        for directory in [*children, self.dir]:
+            try:
+                directory.rmdir()
+            except FileNotFoundError:
+                pass
 
     def __enter__(self) -> "Cgroup":
         return self
@@ -222,12 +232,14 @@ class SocketHolder:
                 self.proc.wait(timeout=10)
 
 
-def ss_by_cgroup() -> dict[str | None, dict[str, int]]:
+def ss_by_cgroup(netns_of: int | None = None) -> dict[str | None, dict[str, int]]:
     """Per cgroup path (None: the socket has no cgroup id) the per-state counts of
-    `ss -Htan --cgroup` (every state present, zeros included)."""
+    `ss -Htan --cgroup` (every state present, zeros included), in this network namespace or
+    in that of the process `netns_of` (`nsenter -n`)."""
     table: dict[str | None, dict[str, int]] = collections.defaultdict(
         lambda: dict.fromkeys(sc.KERNEL_STATES, 0))
-    for line, fields in sc.output_fields(["ss", "-Htan", "--cgroup"], timeout=10):
+    enter = ["nsenter", "-n", "-t", str(netns_of)] if netns_of else []
+    for line, fields in sc.output_fields([*enter, "ss", "-Htan", "--cgroup"], timeout=10):
         assert fields[0] in sc.SS_TO_KERNEL, f"unknown ss state in {line!r}"
         path = None
         for field in fields[5:]:
