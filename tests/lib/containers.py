@@ -15,6 +15,10 @@ Runtimes (what worked on these machines, and what did not, is in docs/testing.md
   creates (`ls-test-<pid>-nspawn-<name>`), under which nspawn puts the payload in `/payload`;
   `--private-network` or the host's network.
 
+- `lxc`: Debian 12's LXC 5.0, `lxc-execute` (an application container, lxc's own init as
+  PID 1) with a generated configuration: rootfs an overlay of the chroot, `lxc.net.0.type`
+  `empty` (own namespace, `lo` only) or `none` (the host's); cgroup `/lxc.payload.<name>`.
+
 `start(runtime, command, host_network)` returns a `Container`: its runtime, name, leader pid
 (the container's PID 1 as the host numbers it), cgroup path (the `0::` line of the leader's
 /proc/<pid>/cgroup, as `ss --cgroup` prints it), and network namespace inode; `stop()` removes
@@ -41,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("LS_TEST_CACHE", "/var/cache/linux-status-test"))
 ROOTFS = ("bookworm", "zabbix-agent", "zabbix-agent2")
 START_TIMEOUT = 60.0
-RUNTIMES = ("podman", "nspawn")
+RUNTIMES = ("podman", "nspawn", "lxc")
 # podman as this project runs it: its own storage, runc, limits this host lets it set.
 PODMAN = ("podman", "--root", str(CACHE / "podman" / "storage"),
           "--runroot", "/run/linux-status-test-podman")
@@ -86,8 +90,28 @@ class Container:
     _stop: list = dataclasses.field(default_factory=list, repr=False)
 
     def stop(self) -> None:
+        """Undoes the start, last step first; every step runs even if one fails (the first
+        failure is raised at the end)."""
+        failure: BaseException | None = None
         while self._stop:
-            self._stop.pop()()
+            try:
+                self._stop.pop()()
+            except Exception as error:  # noqa: BLE001 - re-raised below
+                failure = failure or error
+        if failure is not None:
+            raise failure
+
+
+def _remove_if_empty(top_cgroup: str) -> None:
+    """Removes a runtime's shared top-level cgroup (podman's libpod_parent, lxc's lxc.pivot)
+    when nothing is left in it, so the host's hierarchy is as the test found it."""
+    mount = cg.mount()
+    if mount is None:
+        return
+    try:
+        (mount / top_cgroup).rmdir()
+    except OSError:
+        pass  # absent, or in use by another container
 
 
 def _netns_inode(pid: int) -> int:
@@ -103,6 +127,7 @@ def _start_podman(name: str, command: list[str], host_network: bool) -> Containe
         capture_output=True, text=True, timeout=START_TIMEOUT)
     assert run.returncode == 0, f"podman run: {run.stderr.strip()}"
     container = Container("podman", name, host_network, 0, "", 0)
+    container._stop.append(lambda: _remove_if_empty("libpod_parent"))
     container._stop.append(lambda: subprocess.run([*PODMAN, "rm", "-f", "-t", "0", name],
                                                   capture_output=True, timeout=60))
     try:
@@ -167,6 +192,71 @@ def _start_nspawn(name: str, command: list[str], host_network: bool) -> Containe
     return container
 
 
+def _start_lxc(name: str, command: list[str], host_network: bool) -> Container:
+    work = Path(tempfile.mkdtemp(prefix=f"linux-status-lxc-{name}-", dir="/var/tmp"))
+    merged = work / "root"
+    for sub in ("upper", "work", "root", "path"):
+        (work / sub).mkdir()
+    container = Container("lxc", name, host_network, 0, "", 0)
+    container._stop.append(lambda: _remove_if_empty("lxc.pivot"))
+    container._stop.append(lambda: shutil.rmtree(work, ignore_errors=True))
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                    f"lowerdir={rootfs()},upperdir={work / 'upper'},workdir={work / 'work'}",
+                    str(merged)], check=True, timeout=30)
+    container._stop.append(lambda: subprocess.run(["umount", "-l", str(merged)], timeout=30))
+    config = work / "config"
+    config.write_text("\n".join([
+        f"lxc.uts.name = {name}",
+        f"lxc.rootfs.path = dir:{merged}",
+        # none: the host's (caller's) network namespace; empty: one of its own, lo only.
+        f"lxc.net.0.type = {'none' if host_network else 'empty'}",
+        "lxc.mount.auto = proc:mixed sys:ro",
+        "lxc.apparmor.profile = unconfined",
+        "lxc.log.level = WARN",
+        "",
+    ]))
+    if not host_network:
+        # lxc leaves lo down in an `empty` network: the payload waits until the helper has
+        # brought it up (below), then runs the command.
+        command = ["sh", "-c", 'while [ $(( $(cat /sys/class/net/lo/flags) & 1 )) = 0 ]; '
+                   'do sleep 0.05; done; exec "$@"', "sh", *command]
+    proc = subprocess.Popen(["lxc-execute", "-n", name, "-P", str(work / "path"), "-f",
+                             str(config), "--", *command],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def kill() -> None:
+        if proc.poll() is None:
+            if container.leader_pid:
+                os.kill(container.leader_pid, signal.SIGKILL)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=15)
+
+    container._stop.append(kill)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            assert proc.poll() is None, f"lxc-execute exited {proc.returncode}: {proc.stderr.read()}"
+            info = subprocess.run(["lxc-info", "-n", name, "-P", str(work / "path"), "-p", "-H"],
+                                  capture_output=True, text=True, timeout=10).stdout.strip()
+            if info.isdigit() and cgroup_of(int(info)).startswith("/lxc.payload."):
+                break
+            assert time.monotonic() < deadline, "lxc-execute started no container"
+            time.sleep(0.05)
+        container.leader_pid = int(info)
+        if not host_network:
+            subprocess.run(["nsenter", "-n", "-t", info, "ip", "link", "set", "lo", "up"],
+                           check=True, timeout=10)
+        container.cgroup = cgroup_of(container.leader_pid)
+        container.netns_inode = _netns_inode(container.leader_pid)
+    except BaseException:
+        container.stop()
+        raise
+    return container
+
+
 def start(runtime: str, command: list[str], host_network: bool = False,
           name: str | None = None) -> Container:
     """A running container of `runtime` (see RUNTIMES) running `command`."""
@@ -175,6 +265,8 @@ def start(runtime: str, command: list[str], host_network: bool = False,
         return _start_podman(name, command, host_network)
     if runtime == "nspawn":
         return _start_nspawn(name, command, host_network)
+    if runtime == "lxc":
+        return _start_lxc(name, command, host_network)
     raise ValueError(f"unknown runtime {runtime!r}: one of {RUNTIMES}")
 
 
