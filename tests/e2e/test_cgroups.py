@@ -163,6 +163,9 @@ def test_a_host_network_containers_sockets_are_its_cgroups(runtime, agentd, as_n
     attributed to the cgroup its runtime gave it; one with a network namespace of its own is
     not in the agent's answer at all (its table is another namespace's). In a nested
     namespace, so the TIME_WAIT sockets of the stopped containers stay out of the suite's."""
+    if cg.private_mount() is not None:
+        pytest.skip("cgroup v1 host: the runtimes put containers in cgroup v1 only; the "
+                    "per-cgroup keys answer 'cgroup v1: not available' there (tested above)")
     command, counts = ct.perl_table(cg.PORT_A, pairs=3, half_closed=2)
     private_command, private_counts = ct.perl_table(cg.PORT_B, pairs=1, half_closed=1)
     with cg.nested_netns():

@@ -87,6 +87,11 @@ def ensure_mount() -> Path:
     return target
 
 
+def private_mount() -> Path | None:
+    """The cgroup2 mount `ensure_mount()` made because the host has none, if it did."""
+    return _private_mount
+
+
 def host_usable() -> bool:
     """True if the agents can answer per-cgroup keys here (what the module checks): a cgroup2
     mount whose root has at least one child cgroup."""
