@@ -16,6 +16,7 @@ and are the `no_cgroup` bucket. Checked:
   directory's inode, unit);
 - real containers of each runtime lib/containers.py starts here (podman, systemd-nspawn):
   a host-network container's sockets are its cgroup's; a private-network one's are absent;
+- sockets whose cgroup was removed (the process moved out first) are `unresolved`;
 - a cgroup that does not exist, or was removed, is ZBX_NOTSUPPORTED naming it; the /proc
   backend is ZBX_NOTSUPPORTED saying per-cgroup counts need netlink.
 """
@@ -201,3 +202,32 @@ def test_a_host_network_containers_sockets_are_its_cgroups(runtime, agentd, as_n
             shared.stop()
             if private is not None:
                 private.stop()
+
+
+def test_sockets_of_a_removed_cgroup_are_unresolved_never_another_cgroups(agentd, as_nobody):
+    """A process leaves its cgroup, which is then removed while the sockets it created live
+    on (they keep the dead cgroup's id): they are counted in `unresolved`, no path is made
+    up for them, and ss cannot name it either."""
+    with cg.nested_netns(), cg.Cgroup("kept"):  # cgroup v2 stays in use on this host
+        group = cg.Cgroup("removed")
+        holder = cg.SocketHolder(group, cg.PORT_A, estab=2, close_wait=1)
+        try:
+            (group.root / "cgroup.procs").write_text(str(holder.proc.pid))
+            group.remove()
+            def query() -> str:
+                result = nobody_key(agentd, as_nobody, "linux_status[cgroup_summary]")
+                assert result.supported, result.raw
+                return result.value
+
+            got, table = cg.settled_summary(query)
+            assert group.path not in got["cgroups"]
+            expected = dict.fromkeys(sc.KERNEL_STATES, 0)
+            expected.update(holder.counts)
+            assert got["unresolved_ids"] == 1, got
+            assert cg.states_of(got["unresolved"]) == expected
+            named = [path for path in table if path is not None]
+            assert len(named) == 1 and not named[0].startswith("/"), table
+            assert table[named[0]] == expected
+        finally:
+            holder.stop()
+            group.remove()
