@@ -52,15 +52,31 @@ def two(agent, agent_ports):
         yield two
 
 
-@pytest.fixture(scope="module")
-def as_nobody(env, tmp_path_factory):
+def staged_config(env, module_settings):
     """An agent configuration and module copy `nobody` can read (the agent's user)."""
     directory = Path(tempfile.mkdtemp(prefix="linux-status-cgroup-"))
     directory.chmod(0o755)
     module = ag.staged_for_nobody(env.so, directory / "module")
-    cfg = ag.write_config(directory, module, ag.free_port(avoid=(*sc.SCENARIO_PORTS, cg.PORT_A, cg.PORT_B)))
+    cfg = ag.write_config(directory, module,
+                          ag.free_port(avoid=(*sc.SCENARIO_PORTS, cg.PORT_A, cg.PORT_B)),
+                          module_settings=module_settings)
     for path in (cfg.path, cfg.module_config):
-        path.chmod(0o644)
+        if path is not None:
+            path.chmod(0o644)
+    return directory, cfg
+
+
+@pytest.fixture(scope="module")
+def as_nobody(env):
+    directory, cfg = staged_config(env, ag.EXACT_MODULE_SETTINGS)
+    yield cfg
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def shipped_defaults(env):
+    """As `as_nobody`, with no module configuration at all: the shipped defaults."""
+    directory, cfg = staged_config(env, None)
     yield cfg
     shutil.rmtree(directory, ignore_errors=True)
 
@@ -82,6 +98,16 @@ def test_the_whole_summary_equals_ss_for_an_unprivileged_agent(nested_two, agent
     cg.check_whole_summary(got, table, nested_two, str(cg.mount()))
     result = nobody_key(agentd, as_nobody, "linux_status[cgroup_discovery]")
     cg.check_discovery(json.loads(result.value), nested_two)
+
+
+def test_the_shipped_defaults_answer_the_same(nested_two, agentd, shipped_defaults):
+    def query() -> str:
+        result = nobody_key(agentd, shipped_defaults, "linux_status[cgroup_summary]")
+        assert result.supported and result.type == "t", result.raw
+        return result.value
+
+    got, table = cg.settled_summary(query)
+    cg.check_whole_summary(got, table, nested_two, str(cg.mount()))
 
 
 def test_the_running_agent_answers_the_test_cgroups(two, agent, env):
