@@ -5,7 +5,7 @@
 //! these keys never fall back to /proc: under `Backend=proc`, or `auto` once netlink was
 //! refused, they answer an error saying so. On a host without a cgroup2 mount (cgroup v1),
 //! or whose cgroup2 hierarchy has no cgroup but its root (a hybrid host that groups services
-//! in v1 only, where every id would be the root's), they answer "cgroup v1: not available".
+//! in v1 only, where every id would be the root's), they answer "Cgroup v1: not available".
 //!
 //! The dump is aggregated as it streams, allocating nothing per socket, into a
 //! [`CgroupTable`]: at most [`MAX_CGROUPS`] distinct ids (an open-addressing index of
@@ -149,12 +149,12 @@ fn usable_mount(context: &Context<'_>) -> Result<PathBuf, AnswerError> {
         .map_err(AnswerError::Source)?
         .ok_or_else(|| {
             AnswerError::Source(
-                "cgroup v1: not available: no cgroup2 file system is mounted (/proc/self/mountinfo lists none); per-cgroup counts need cgroup v2 (a unified or hybrid hierarchy) and Linux 5.8 or later.".to_owned(),
+                "Cgroup v1: not available: no cgroup2 file system is mounted (/proc/self/mountinfo lists none); per-cgroup counts need cgroup v2 (a unified or hybrid hierarchy) and Linux 5.8 or later.".to_owned(),
             )
         })?;
     if !cgroupfs::has_child_cgroups(&mount).map_err(AnswerError::Source)? {
         return Err(AnswerError::Source(format!(
-            "cgroup v1: not available: the cgroup2 hierarchy at {} has no cgroup but its root, so every socket's cgroup id is the root's (services are grouped in cgroup v1 here); per-cgroup counts need services placed in cgroup v2.",
+            "Cgroup v1: not available: the cgroup2 hierarchy at {} has no cgroup but its root, so every socket's cgroup id is the root's (services are grouped in cgroup v1 here); per-cgroup counts need services placed in cgroup v2.",
             mount.display()
         )));
     }
@@ -190,7 +190,7 @@ fn dump_into(
         .sum::<u64>();
     if table.ids.is_empty() && table.no_cgroup.total() > minis {
         return Err(AnswerError::Source(
-            "cgroup v1: not available: this kernel reports no INET_DIAG_CGROUP_ID for its sockets (it needs Linux 5.8 or later built with cgroup socket data).".to_owned(),
+            "Cgroup v1: not available: this kernel reports no INET_DIAG_CGROUP_ID for its sockets (it needs Linux 5.8 or later built with cgroup socket data).".to_owned(),
         ));
     }
     Ok(())

@@ -163,7 +163,7 @@ def test_without_a_cgroup2_mount_the_keys_say_cgroup_v1(agentd, as_nobody):
         result = ag.parse_item_line(proc.stdout.strip().splitlines()[0])
         assert not result.supported, result.raw
         assert result.message == (
-            "cgroup v1: not available: no cgroup2 file system is mounted (/proc/self/mountinfo "
+            "Cgroup v1: not available: no cgroup2 file system is mounted (/proc/self/mountinfo "
             "lists none); per-cgroup counts need cgroup v2 (a unified or hybrid hierarchy) and "
             "Linux 5.8 or later."), result.raw
 
@@ -192,7 +192,7 @@ def test_a_host_network_containers_sockets_are_its_cgroups(runtime, agentd, as_n
     namespace, so the TIME_WAIT sockets of the stopped containers stay out of the suite's."""
     if cg.private_mount() is not None:
         pytest.skip("cgroup v1 host: the runtimes put containers in cgroup v1 only; the "
-                    "per-cgroup keys answer 'cgroup v1: not available' there (tested above)")
+                    "per-cgroup keys answer 'Cgroup v1: not available' there (tested above)")
     command, counts = ct.perl_table(cg.PORT_A, pairs=3, half_closed=2)
     private_command, private_counts = ct.perl_table(cg.PORT_B, pairs=1, half_closed=1)
     with cg.nested_netns():

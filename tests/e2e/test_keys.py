@@ -154,6 +154,6 @@ def test_every_registry_key_answers_its_sample(entry, agent, env):
         # No cgroup2 mount, or one with no cgroup but its root (this test host without
         # test_cgroups' cgroups): the documented error, never a number.
         assert not result.supported, result.raw
-        assert result.message.startswith("cgroup v1: not available: "), result.raw
+        assert result.message.startswith("Cgroup v1: not available: "), result.raw
         return
     assert result.supported, result.raw

@@ -51,7 +51,7 @@ KERNEL_STATES = ("ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2"
 def socket_table():
     """The known sockets: listeners and accepted connections, kept open for the test; and a
     cgroup of the test's (empty), so that the per-cgroup keys answer on a host whose cgroup2
-    hierarchy has no other child (they say "cgroup v1: not available" there)."""
+    hierarchy has no other child (they say "Cgroup v1: not available" there)."""
     held = []
     kept = cgroups.Cgroup("load")
     try:
