@@ -31,6 +31,7 @@ use crate::answer::report::{write_json_string, write_state_members};
 use crate::answer::{Context, Source};
 use crate::model::socket::SocketView;
 use crate::model::state::{StateCounts, StateMask, TcpState};
+use crate::setup::config::Backend;
 use crate::source::cgroupfs::{self, WalkEnd};
 use crate::source::netlink::{self, NetlinkError};
 use crate::source::proc::scan::Scanner;
@@ -139,7 +140,7 @@ fn usable_mount(context: &Context<'_>) -> Result<PathBuf, AnswerError> {
         return Err(AnswerError::Source(format!(
             "Per-cgroup counts need netlink sock_diag (INET_DIAG_CGROUP_ID): /proc/net/tcp has no cgroup column, and this agent reads /proc ({}).",
             match context.process.netlink_refused() {
-                Some(reason) if context.backend != crate::setup::config::Backend::Proc =>
+                Some(reason) if context.backend != Backend::Proc =>
                     format!("netlink was refused: {reason}"),
                 _ => "Backend=proc".to_owned(),
             }
