@@ -4,7 +4,7 @@ cgroups and socket-holding processes of lib/cgroups.py (`two_cgroups`: see there
 
 - `zabbix_agent2 -t` (starts the plugin, opens no network socket) in a nested network
   namespace holding only the test's sockets: the whole `cgroup_summary` equals ss path by
-  path, `no_cgroup` (the TIME_WAIT sockets) included; `cgroup_discovery` lists both cgroups
+  path, `no_cgroup` (TIME_WAIT sockets, pending SYN_RECV requests) included; `cgroup_discovery` lists both cgroups
   with their ids (directory inodes) and units;
 - the running agent (`zabbix_get`), holders in the suite's namespace: both cgroups' counts
   in `cgroup_summary` and every state of `cgroup_status`, as ss and the construction say;
@@ -26,7 +26,7 @@ from lib import scenario as sc
 
 @pytest.fixture()
 def nested_two():
-    with cg.nested_netns(), cg.two_cgroups(time_wait=(1, 2)) as two:
+    with cg.nested_netns(), cg.two_cgroups(time_wait=(1, 2), syn_recv=3) as two:
         yield two
 
 

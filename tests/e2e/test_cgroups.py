@@ -5,8 +5,9 @@ Two cgroups under the cgroup2 root (lib/cgroups.py), each with a process that mo
 in and built a known table: A (`...-a.service`) a listener, ESTABLISHED pairs, CLOSE_WAIT /
 FIN_WAIT2 pairs and TIME_WAIT sockets; B (`...-b.scope`) the same with other counts, plus
 connections to A's listener. The kernel gives an accepted socket its listener's cgroup, so
-A also holds the accepted halves of B's connections; TIME_WAIT sockets carry no cgroup id
-and are the `no_cgroup` bucket. Checked:
+A also holds the accepted halves of B's connections; TIME_WAIT sockets and pending
+SYN_RECV requests (a TCP_DEFER_ACCEPT listener of A's) carry no cgroup id and are the
+`no_cgroup` bucket. Checked:
 
 - through `zabbix_agentd -t` run as `nobody` (no capability; it opens no socket, so ss taken
   around it is exact), in a nested network namespace holding only A's and B's sockets: the whole `cgroup_summary` equals ss's table path by path, the
@@ -40,7 +41,7 @@ from lib import scenario as sc
 @pytest.fixture()
 def nested_two():
     """In a nested namespace of their own (their TIME_WAIT sockets die with it): A and B."""
-    with cg.nested_netns(), cg.two_cgroups(time_wait=(1, 2)) as two:
+    with cg.nested_netns(), cg.two_cgroups(time_wait=(1, 2), syn_recv=3) as two:
         yield two
 
 

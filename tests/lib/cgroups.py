@@ -194,6 +194,18 @@ for _ in range(spec["time_wait"]):
     c.close(); a.recv(1); a.close()
     held.remove(c); held.remove(a)
     time_wait += 1
+# Pending requests: a TCP_DEFER_ACCEPT listener keeps them in SYN_RECV (no cgroup id); the
+# clients are ESTABLISHED here.
+if spec["syn_recv"]:
+    deferred = socket.socket()
+    deferred.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    deferred.setsockopt(socket.IPPROTO_TCP, 9, 3600)  # TCP_DEFER_ACCEPT
+    deferred.bind(("127.0.0.1", spec["port"] + 1000))
+    deferred.listen(64)
+    held.append(deferred); add("LISTEN")
+    for _ in range(spec["syn_recv"]):
+        held.append(socket.create_connection(("127.0.0.1", spec["port"] + 1000)))
+        add("ESTABLISHED")
 for _ in range(spec["connect_to_count"]):
     held.append(socket.create_connection(("127.0.0.1", spec["connect_to"])))
     add("ESTABLISHED")
@@ -208,14 +220,16 @@ for s in held:
 
 class SocketHolder:
     """A process in `cgroup` holding a known table (see HOLDER); `counts` is what it built in
-    its own cgroup, `time_wait` its TIME_WAIT sockets (no cgroup id)."""
+    its own cgroup, `time_wait` and `syn_recv` its TIME_WAIT sockets and pending requests (no
+    cgroup id; the requests' listener is on `port` + 1000)."""
 
     def __init__(self, cgroup: Cgroup, port: int, estab: int = 0, close_wait: int = 0,
                  time_wait: int = 0, connect_to: int = 0, connect_to_count: int = 0,
-                 user: tuple[str, ...] = ()) -> None:
+                 syn_recv: int = 0, user: tuple[str, ...] = ()) -> None:
         spec = dict(procs=str(cgroup.dir / "cgroup.procs"), port=port, estab=estab,
                     close_wait=close_wait, time_wait=time_wait, connect_to=connect_to,
-                    connect_to_count=connect_to_count)
+                    connect_to_count=connect_to_count, syn_recv=syn_recv)
+        self.syn_recv = syn_recv
         self.cgroup = cgroup
         self.proc = subprocess.Popen([*user, sys.executable, "-c", HOLDER, json.dumps(spec)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -280,7 +294,8 @@ PORT_A, PORT_B = 20081, 20082
 class TwoCgroups:
     """Cgroup A (`...-a.service`: a listener, 2 ESTABLISHED pairs, 3 CLOSE_WAIT / FIN_WAIT2
     pairs) and B (`...-b.scope`: a listener, 1 pair, 1 CLOSE_WAIT pair, 4 connections to A's
-    listener), each with a holder process; `time_wait` more sockets per holder."""
+    listener), each with a holder process; `time_wait` more sockets per holder, `syn_recv`
+    pending requests on a second listener of A's."""
 
     a: Cgroup
     b: Cgroup
@@ -300,13 +315,14 @@ class TwoCgroups:
 
 
 @contextlib.contextmanager
-def two_cgroups(time_wait: tuple[int, int] = (0, 0)):
+def two_cgroups(time_wait: tuple[int, int] = (0, 0), syn_recv: int = 0):
     root = ensure_mount()
     a = Cgroup("a.service", root)
     b = Cgroup("b.scope", root)
     started: list[SocketHolder] = []
     try:
-        started.append(SocketHolder(a, PORT_A, estab=2, close_wait=3, time_wait=time_wait[0]))
+        started.append(SocketHolder(a, PORT_A, estab=2, close_wait=3, time_wait=time_wait[0],
+                                    syn_recv=syn_recv))
         started.append(SocketHolder(b, PORT_B, estab=1, close_wait=1, time_wait=time_wait[1],
                                     connect_to=PORT_A, connect_to_count=4))
         yield TwoCgroups(a, b, started[0], started[1])
@@ -337,6 +353,7 @@ def check_whole_summary(got: dict, table: dict, two: TwoCgroups, mount_path: str
     # The oracle itself checked against construction: the test is not empty.
     assert {path: table[path] for path in two.expected()} == two.expected()
     assert table[None]["TIME_WAIT"] == two.in_a.time_wait + two.in_b.time_wait > 0
+    assert table[None]["SYN_RECV"] == two.in_a.syn_recv + two.in_b.syn_recv
     assert all(table[None][state] == 0 for state in sc.KERNEL_STATES
                if state not in NO_CGROUP_STATES), table[None]
 
