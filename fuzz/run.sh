@@ -123,7 +123,8 @@ for key in json.load(open(sys.argv[1]))["keys"]:
 
 # netlink_reply input: the sequence byte, then datagrams as 2-byte length + bytes. Seeds are
 # well-formed dumps (one socket then DONE 0), the same ending failed (DONE -2), interrupted,
-# an NLMSG_ERROR, and a dump split over two datagrams.
+# an NLMSG_ERROR, a dump split over two datagrams, and sockets with attributes as the kernel
+# sends them (SHUTDOWN, a cgroup id; a TIME_WAIT socket without any).
 seed_netlink_reply() {
     local dir="$1"
     "$PYTHON_FOR_SEEDS" - "$dir" <<'PY'
@@ -144,7 +145,12 @@ seed("done-enoent", 0, ok + msg(3, 1, struct.pack("=i", -2)))
 seed("intr", 0, msg(20, 1, sock(1), 0x10) + msg(3, 1, struct.pack("=i", 0)))
 seed("error", 0, msg(2, 1, struct.pack("=i", -13) + b"\0" * 16))
 seed("foreign", 1, ok + msg(3, 1, struct.pack("=i", 0)))
-print(6)
+def attr(kind, value):
+    a = struct.pack("=HH", 4 + len(value), kind) + value
+    return a + b"\0" * (-len(a) % 4)
+with_cgroup = sock(1) + attr(8, b"\0") + attr(21, struct.pack("=Q", 4026))
+seed("cgroup", 0, msg(20, 1, with_cgroup) + msg(20, 1, sock(6)) + msg(3, 1, struct.pack("=i", 0)))
+print(7)
 PY
 }
 PYTHON_FOR_SEEDS="$(command -v python3)"

@@ -6,7 +6,10 @@
 //! outcome (a socket count at a successful end, or a failure) must equal a naive reference
 //! that reads the same bytes message by message. Above all: a reply carrying a failed
 //! NLMSG_DONE, an NLMSG_ERROR, NLM_F_DUMP_INTR, a foreign sequence or a truncated message
-//! never ends in a count. A panic anywhere is a crash.
+//! never ends in a count. Each socket's attributes are checked too: the fast parser's cgroup
+//! ids (summed, with the number of sockets that carry one) must equal the reference's, and a
+//! malformed attribute (shorter than its header, past its message, a cgroup id that is not 8
+//! bytes) fails the dump in both. A panic anywhere is a crash.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -21,7 +24,8 @@ const INET_DIAG_MSG: usize = 72;
 
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
-    Count(usize),
+    /// Sockets, sockets with a cgroup id, the wrapping sum of those ids.
+    Count(usize, usize, u64),
     Failed,
     /// The datagrams ended before NLMSG_DONE: the real dump would wait and time out.
     Unfinished,
@@ -39,21 +43,66 @@ fn datagrams(mut data: &[u8]) -> Vec<&[u8]> {
     out
 }
 
+#[derive(Default)]
+struct Tally {
+    sockets: usize,
+    with_cgroup: usize,
+    id_sum: u64,
+}
+
+impl Tally {
+    fn count(&mut self, cgroup_id: Option<u64>) {
+        self.sockets += 1;
+        if let Some(id) = cgroup_id {
+            self.with_cgroup += 1;
+            self.id_sum = self.id_sum.wrapping_add(id);
+        }
+    }
+
+    fn outcome(&self) -> Outcome {
+        Outcome::Count(self.sockets, self.with_cgroup, self.id_sum)
+    }
+}
+
 fn fast(sequence: u32, datagrams: &[&[u8]]) -> Outcome {
-    let mut sockets = 0usize;
+    let mut tally = Tally::default();
     for datagram in datagrams {
-        match parse_datagram(datagram, sequence, &mut |_| sockets += 1) {
+        match parse_datagram(datagram, sequence, &mut |socket| tally.count(socket.cgroup_id())) {
             Err(_) => return Outcome::Failed,
-            Ok(true) => return Outcome::Count(sockets),
+            Ok(true) => return tally.outcome(),
             Ok(false) => {}
         }
     }
     Outcome::Unfinished
 }
 
+/// The attributes after `inet_diag_msg`, one by one: Some(cgroup id or none), None if
+/// malformed. Up to 3 trailing bytes are padding.
+fn naive_attributes(mut rest: &[u8]) -> Option<Option<u64>> {
+    let mut id = None;
+    while rest.len() >= 4 {
+        let length = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));
+        let kind = u16::from_ne_bytes([rest[2], rest[3]]) & 0x3fff;
+        if length < 4 || length > rest.len() {
+            return None;
+        }
+        if kind == 21 {
+            if length != 12 {
+                return None;
+            }
+            let mut value = [0u8; 8];
+            value.copy_from_slice(&rest[4..12]);
+            id = Some(u64::from_ne_bytes(value));
+        }
+        let step = (length + 3) / 4 * 4;
+        rest = if step >= rest.len() { &[] } else { &rest[step..] };
+    }
+    Some(id)
+}
+
 /// One datagram, message by message, with nothing clever: Some(true) at a good end, Some(false)
 /// to go on, None for a failed dump.
-fn naive_datagram(datagram: &[u8], sequence: u32, sockets: &mut usize) -> Option<bool> {
+fn naive_datagram(datagram: &[u8], sequence: u32, tally: &mut Tally) -> Option<bool> {
     if datagram.is_empty() {
         return None;
     }
@@ -89,7 +138,7 @@ fn naive_datagram(datagram: &[u8], sequence: u32, sockets: &mut usize) -> Option
                 if payload.len() < INET_DIAG_MSG || !matches!(payload[0], 2 | 10) {
                     return None;
                 }
-                *sockets += 1;
+                tally.count(naive_attributes(&payload[INET_DIAG_MSG..])?);
             }
             _ => return None,
         }
@@ -99,11 +148,11 @@ fn naive_datagram(datagram: &[u8], sequence: u32, sockets: &mut usize) -> Option
 }
 
 fn naive(sequence: u32, datagrams: &[&[u8]]) -> Outcome {
-    let mut sockets = 0usize;
+    let mut tally = Tally::default();
     for datagram in datagrams {
-        match naive_datagram(datagram, sequence, &mut sockets) {
+        match naive_datagram(datagram, sequence, &mut tally) {
             None => return Outcome::Failed,
-            Some(true) => return Outcome::Count(sockets),
+            Some(true) => return tally.outcome(),
             Some(false) => {}
         }
     }

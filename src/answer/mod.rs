@@ -7,11 +7,12 @@
 //! netlink was refused); [`Worker`] is the calling worker's own (buffers, caches). Each front
 //! end owns both and decides where they live.
 //!
-//! Jobs, one file each: [`walk`] (backend choice, fallback, the visitors), [`worker`] (the
+//! Jobs, one file each: [`cgroup`] (per-cgroup counts), [`walk`] (backend choice, fallback, the visitors), [`worker`] (the
 //! worker state and the snapshot client), [`snapshot`] (the shared page's protocol),
 //! [`listen`] (the listening-port table), [`report`] (the JSON renderings), [`error`] (the
 //! typed errors and events).
 
+pub mod cgroup;
 pub mod error;
 pub mod listen;
 pub mod report;
@@ -185,6 +186,19 @@ pub fn answer(
             netstat::read_tcp_ext_counter(&context.sources.netstat, counter)
                 .map(ItemValue::Unsigned)
                 .map_err(AnswerError::Source)
+        }
+        ItemRequest::CgroupDiscovery => {
+            let work = worker.cgroups.get_or_insert_with(Box::default);
+            cgroup::discovery(context, &mut worker.scanner, work).map(ItemValue::Text)
+        }
+        ItemRequest::CgroupSummary => {
+            let work = worker.cgroups.get_or_insert_with(Box::default);
+            cgroup::summary(context, &mut worker.scanner, work).map(ItemValue::Text)
+        }
+        ItemRequest::CgroupStatus { cgroup, state } => {
+            let work = worker.cgroups.get_or_insert_with(Box::default);
+            cgroup::status(context, &mut worker.scanner, work, cgroup, *state)
+                .map(ItemValue::Unsigned)
         }
         ItemRequest::Version => Ok(ItemValue::Text(env!("CARGO_PKG_VERSION").to_owned())),
         ItemRequest::Info => Ok(ItemValue::Text(info(context))),

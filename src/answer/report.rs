@@ -8,7 +8,7 @@ use crate::answer::listen::PortStats;
 use crate::model::state::{StateCounts, TcpState};
 
 /// Writes `"ESTABLISHED":n,...,"CLOSING":n,"TOTAL":n` (no braces).
-fn write_state_members(json: &mut String, counts: &StateCounts) {
+pub(crate) fn write_state_members(json: &mut String, counts: &StateCounts) {
     for state in TcpState::ALL {
         let _ = write!(json, "\"{}\":{},", state.kernel_name(), counts.get(state));
     }
@@ -145,7 +145,7 @@ pub fn info(info: &Info<'_>) -> String {
 }
 
 /// A JSON string literal: quotes, backslashes and control characters escaped.
-fn write_json_string(json: &mut String, text: &str) {
+pub(crate) fn write_json_string(json: &mut String, text: &str) {
     json.push('"');
     for c in text.chars() {
         match c {

@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::answer::cgroup::CgroupWork;
 use crate::answer::error::AnswerError;
 use crate::answer::listen::ListenTable;
 use crate::answer::snapshot::{fresh, Lookup, SharedSnapshot};
@@ -35,6 +36,8 @@ pub struct Worker {
     pub(crate) listen_table: ListenTable,
     cache: Vec<CachedCounts>,
     pub(crate) services: ServiceCache,
+    /// The per-cgroup table and path cache, allocated on the first cgroup request.
+    pub(crate) cgroups: Option<Box<CgroupWork>>,
 }
 
 /// One cache entry: the counts of sockets matching `filter`, for the states `covered`, of a

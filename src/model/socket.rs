@@ -2,6 +2,10 @@
 
 use std::net::IpAddr;
 
+/// The longest cgroup path a key may name or an answer reports, in bytes (the kernel's
+/// PATH_MAX).
+pub const CGROUP_PATH_MAX_BYTES: usize = 4096;
+
 /// An address and port of one side of a socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Endpoint {

@@ -179,6 +179,14 @@ impl StateCounts {
         }
     }
 
+    /// Adds every count of `other`.
+    pub fn add(&mut self, other: &StateCounts) {
+        for (count, more) in self.by_kernel_number.iter_mut().zip(other.by_kernel_number) {
+            *count += more;
+        }
+        self.other += other.other;
+    }
+
     pub fn get(&self, state: TcpState) -> u64 {
         self.by_kernel_number[usize::from(state.kernel_number())]
     }

@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use crate::model::socket::CGROUP_PATH_MAX_BYTES;
 use crate::model::state::TcpState;
 use crate::model::text::{quote, trim_spaces};
 use crate::request::registry::{self, KEYS};
@@ -94,6 +95,41 @@ pub(crate) fn parse_state(name: &[u8], usage: &str) -> Result<TcpState, KeyError
             TcpState::valid_names_help()
         ))
     })
+}
+
+/// A `<cgroup>` parameter: a cgroup v2 path as `ss --cgroup` prints it (`/` the root,
+/// `/system.slice/ssh.service`), UTF-8, at most `CGROUP_PATH_MAX_BYTES`, no empty, `.` or
+/// `..` component (so it names a directory under the mount and nothing outside it); a
+/// trailing `/` is dropped.
+pub(crate) fn parse_cgroup_path(path: &[u8], usage: &str) -> Result<String, KeyError> {
+    let path = trim_spaces(path);
+    if path.is_empty() {
+        return Err(KeyError(format!(
+            "Missing cgroup: use {usage} with a cgroup v2 path as ss --cgroup prints it, e.g. /system.slice/ssh.service (/ is the root)."
+        )));
+    }
+    let text = std::str::from_utf8(path).ok().filter(|text| {
+        text.starts_with('/')
+            && text.len() <= CGROUP_PATH_MAX_BYTES
+            && (*text == "/"
+                || text
+                    .strip_suffix('/')
+                    .unwrap_or(text)
+                    .split('/')
+                    .skip(1)
+                    .all(|part| !part.is_empty() && part != "." && part != ".."))
+    });
+    let Some(text) = text else {
+        return Err(KeyError(format!(
+            "Invalid cgroup \"{}\": expected a cgroup v2 path starting with /, relative to the cgroup2 mount, without . or .. or empty components, at most {CGROUP_PATH_MAX_BYTES} bytes of UTF-8, e.g. /system.slice/ssh.service.",
+            quote(path)
+        )));
+    };
+    let trimmed = text
+        .strip_suffix('/')
+        .filter(|t| !t.is_empty())
+        .unwrap_or(text);
+    Ok(trimmed.to_owned())
 }
 
 /// A TcpExt `<counter>` parameter (registry parse functions use it).
@@ -299,5 +335,47 @@ mod tests {
             message.starts_with("Invalid local address \"\\xff\""),
             "{message}"
         );
+    }
+
+    #[test]
+    fn cgroup_paths_parse_and_stay_inside_the_mount() {
+        let status = |path: &str| parse(&["cgroup_status", path, "CLOSE-WAIT"]);
+        for (given, kept) in [
+            ("/", "/"),
+            ("/system.slice/ssh.service", "/system.slice/ssh.service"),
+            (" /a.slice/ ", "/a.slice"),
+            ("/with space", "/with space"),
+        ] {
+            assert_eq!(
+                status(given),
+                Ok(ItemRequest::CgroupStatus {
+                    cgroup: kept.into(),
+                    state: TcpState::CloseWait
+                }),
+                "{given}"
+            );
+        }
+        for bad in ["system.slice", "/a/../b", "/..", "/./a", "//a", "/a//b"] {
+            let message = status(bad).unwrap_err().message().to_owned();
+            assert!(message.starts_with("Invalid cgroup \""), "{bad}: {message}");
+        }
+        let long = format!("/{}", "a".repeat(CGROUP_PATH_MAX_BYTES));
+        assert!(status(&long).is_err());
+        let not_utf8: [&[u8]; 3] = [b"cgroup_status", b"/\xff", b"LISTEN"];
+        let message = parse_params(&not_utf8).unwrap_err().message().to_owned();
+        assert!(message.starts_with("Invalid cgroup"), "{message}");
+        let message = error(&["cgroup_status", ""]);
+        assert!(
+            message.starts_with("Missing cgroup: use linux_status[cgroup_status,<cgroup>,<state>]"),
+            "{message}"
+        );
+        let message = error(&["cgroup_status", "/"]);
+        assert!(message.starts_with("Missing TCP state"), "{message}");
+        assert_eq!(parse(&["cgroup_summary"]), Ok(ItemRequest::CgroupSummary));
+        assert_eq!(
+            parse(&["cgroup_discovery"]),
+            Ok(ItemRequest::CgroupDiscovery)
+        );
+        assert!(parse(&["cgroup_summary", "x"]).is_err());
     }
 }

@@ -16,7 +16,7 @@
 
 use crate::model::state::TcpState;
 use crate::request::filter::FilterParams;
-use crate::request::key::{parse_counter, parse_state, KeyError};
+use crate::request::key::{parse_cgroup_path, parse_counter, parse_state, KeyError};
 
 /// What an item asks for: one variant per registry entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +36,13 @@ pub enum ItemRequest {
     TcpExt { counter: String },
     /// `linux_status[version]`: the module's version, to check what an agent has loaded.
     Version,
+    /// `linux_status[cgroup_discovery]`: LLD JSON of the cgroups holding TCP sockets.
+    CgroupDiscovery,
+    /// `linux_status[cgroup_summary]`: per cgroup path its per-state counts, as JSON.
+    CgroupSummary,
+    /// `linux_status[cgroup_status,<cgroup>,<state>]`: the sockets of one cgroup in one
+    /// state; `cgroup` is a path under the cgroup2 mount (checked: absolute, no `.`/`..`).
+    CgroupStatus { cgroup: String, state: TcpState },
     /// `linux_status[info]`: JSON of the version, the backend configured and in use, and the
     /// settings in force, so a server can see how a host answers.
     Info,
@@ -127,6 +134,35 @@ pub const KEYS: &[KeyEntry] = &[
         filters: false,
         sample: "linux_status[info]",
         parse: |_, _| Ok(ItemRequest::Info),
+    },
+    KeyEntry {
+        metric: "cgroup_discovery",
+        usage: "linux_status[cgroup_discovery]",
+        description: "Low-level discovery of the cgroups (cgroup v2, netlink) holding TCP sockets: `{#CGROUP}` path, `{#CGROUP.ID}`, `{#UNIT}`.",
+        filters: false,
+        sample: "linux_status[cgroup_discovery]",
+        parse: |_, _| Ok(ItemRequest::CgroupDiscovery),
+    },
+    KeyEntry {
+        metric: "cgroup_summary",
+        usage: "linux_status[cgroup_summary]",
+        description: "Per cgroup path its sockets per state, plus those without a cgroup (TIME_WAIT, SYN_RECV requests), as one JSON object from one dump.",
+        filters: false,
+        sample: "linux_status[cgroup_summary]",
+        parse: |_, _| Ok(ItemRequest::CgroupSummary),
+    },
+    KeyEntry {
+        metric: "cgroup_status",
+        usage: "linux_status[cgroup_status,<cgroup>,<state>]",
+        description: "The number of TCP sockets of one cgroup (a path under the cgroup2 mount, as `ss --cgroup` prints it) in one state.",
+        filters: false,
+        sample: "linux_status[cgroup_status,/,LISTEN]",
+        parse: |rest, usage| {
+            Ok(ItemRequest::CgroupStatus {
+                cgroup: parse_cgroup_path(rest.first().copied().unwrap_or(b""), usage)?,
+                state: parse_state(rest.get(1).copied().unwrap_or(b""), usage)?,
+            })
+        },
     },
 ];
 

@@ -5,14 +5,16 @@ Two agent lines, one plugin executable:
 - 6.0: Debian 12's `zabbix_agent2` 6.0.14, unpacked by scripts/setup, run on the host;
 - 7.0: Debian 13's `zabbix_agent2` 7.0.22, installed in the cached trixie chroot and run
   there: `unshare --mount` gives the agent a mount namespace of its own in which /proc,
-  /dev, the plugin's folder (at /mnt) and the agent's temporary folder (at /tmp) are bound
-  into the chroot, so nothing of the shared chroot changes and two agents never see each
-  other's files. The chroot shares the network namespace it is entered from: the test's.
+  /dev, the plugin's folder (at /mnt), the agent's temporary folder (at /tmp) and the
+  host's cgroup2 mount (at its own path, over a private tmpfs /sys) are bound into the
+  chroot, so nothing of the shared chroot changes and two agents never see each other's
+  files. The chroot shares the network namespace it is entered from: the test's.
 
 `Agent2` is lib/agent.py's agent runner for agent 2: `start()` runs it in the foreground
 and waits (bounded) until it answers `agent.ping`; `plugin_pids()` lists its plugin
-processes; `stop()` sends SIGTERM and returns the exit status. `test_key()` runs `zabbix_agent2 -t KEY`, which starts the plugin
-too (registration and serving runs) and opens no network socket.
+processes; `stop()` sends SIGTERM and returns the exit status. `test_key()` runs
+`zabbix_agent2 -t KEY`, which starts the plugin too (registration and serving runs) and
+opens no network socket.
 
 Every configuration is written whole by the test: no host file (/etc/zabbix/...) is read.
 """
@@ -27,6 +29,7 @@ import time
 from pathlib import Path
 
 from lib import agent as ag  # the agent runner, result parsing, pids, zabbix_get
+from lib import cgroups  # the cgroup2 mount the 7.0 chroot is given
 from lib import process
 
 HOSTNAME = "linux-status-agent2"
@@ -66,10 +69,16 @@ class Line:
             'mount -t proc proc "$c/proc"; mount --bind /dev "$c/dev"; '
             f'mount --bind "$PLUGIN_DIR" "$c{CHROOT_PLUGIN_DIR}"; '
             f'mount --bind "$AGENT_DIR" "$c{CHROOT_AGENT_DIR}"; '
+            # The host's cgroup2 mount at the same place (per-cgroup keys read it), over a
+            # private /sys so the shared chroot gains no folder.
+            'if [ -n "$CGROUP2" ]; then mount -t tmpfs tmpfs "$c/sys"; '
+            'mkdir -p "$c$CGROUP2"; mount --bind "$CGROUP2" "$c$CGROUP2"; fi; '
             'exec chroot "$c" "$@"'
         )
+        cgroup2 = cgroups.mount()
         return [
             "env", f"PLUGIN_DIR={plugin.parent}", f"AGENT_DIR={directory}",
+            f"CGROUP2={cgroup2 or ''}",
             "unshare", "--mount", "--propagation", "private", "--",
             "sh", "-c", script, "sh", self.chroot, self.binary, *args,
         ]

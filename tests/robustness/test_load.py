@@ -31,7 +31,7 @@ import socket
 
 import pytest
 
-from lib import keys, zbxd
+from lib import cgroups, keys, zbxd
 from conftest import fd_count, io_field, proc_status_kib
 
 LOAD_SECONDS = float(os.environ.get("ROBUSTNESS_LOAD_SECONDS", "60"))
@@ -49,8 +49,11 @@ KERNEL_STATES = ("ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2"
 
 @pytest.fixture()
 def socket_table():
-    """The known sockets: listeners and accepted connections, kept open for the test."""
+    """The known sockets: listeners and accepted connections, kept open for the test; and a
+    cgroup of the test's (empty), so that the per-cgroup keys answer on a host whose cgroup2
+    hierarchy has no other child (they say "Cgroup v1: not available" there)."""
     held = []
+    kept = cgroups.Cgroup("load")
     try:
         for port in LISTEN_PORTS:
             server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -66,6 +69,7 @@ def socket_table():
     finally:
         for s in held:
             s.close()
+        kept.remove()
 
 
 def expectations(agent_port: int) -> dict[bytes, object]:
@@ -97,6 +101,16 @@ def expectations(agent_port: int) -> dict[bytes, object]:
         data = json.loads(value)
         return data["version"].count(".") == 2 and data["backend_in_use"] in ("proc", "netlink")
 
+    def cgroup_summary(value: bytes) -> bool:
+        data = json.loads(value)
+        buckets = [*data["cgroups"].values(), data["no_cgroup"], data["unresolved"], data["other"]]
+        return sum(b["LISTEN"] for b in buckets) == 6 and data["overflow"] is False
+
+    def cgroup_discovery(value: bytes) -> bool:
+        rows = json.loads(value)
+        return all(row["{#CGROUP}"].startswith("/") and row["{#CGROUP.ID}"].isdigit()
+                   for row in rows)
+
     varying = {
         # Not exact under load, see the module docstring: counted in `estab_21001`.
         ESTAB_21001: number,
@@ -111,6 +125,9 @@ def expectations(agent_port: int) -> dict[bytes, object]:
         b"linux_status[tcp_ext,ListenOverflows]": number,
         b"linux_status[version]": lambda v: v.count(b".") == 2,
         b"linux_status[info]": info,
+        b"linux_status[cgroup_summary]": cgroup_summary,
+        b"linux_status[cgroup_discovery]": cgroup_discovery,
+        b"linux_status[cgroup_status,/,LISTEN]": number,
         b"agent.ping": lambda v: v == b"1",
     }
     return {**exact, **varying}
