@@ -28,6 +28,7 @@ use crate::model::deadline::Deadline;
 use crate::model::state::StateMask;
 use crate::request::filter::SocketFilter;
 use crate::request::key::ItemRequest;
+use crate::request::registry;
 use crate::setup::config::Backend;
 use crate::source::netstat;
 use crate::source::proc::scan::ProcSources;
@@ -205,6 +206,7 @@ fn info(context: &Context<'_>) -> String {
         config_file: context.settings_from,
         config_file_present: context.settings_present,
         process_id: std::process::id(),
+        keys: &registry::METRICS,
     })
 }
 

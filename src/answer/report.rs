@@ -102,6 +102,9 @@ pub struct Info<'a> {
     pub config_file: &'a str,
     pub config_file_present: bool,
     pub process_id: u32,
+    /// The first parameters this process answers (the key registry's metrics), so a server
+    /// can see which keys a host's module or plugin knows before creating items for them.
+    pub keys: &'a [&'a str],
 }
 
 /// `{"version":"0.2.0","api_version":2,"backend_configured":"auto","backend_in_use":"netlink",
@@ -128,9 +131,16 @@ pub fn info(info: &Info<'_>) -> String {
     write_json_string(&mut json, info.config_file);
     let _ = write!(
         json,
-        ",\"config_file_present\":{},\"process_id\":{}}}",
+        ",\"config_file_present\":{},\"process_id\":{},\"keys\":[",
         info.config_file_present, info.process_id
     );
+    for (i, key) in info.keys.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        write_json_string(&mut json, key);
+    }
+    json.push_str("]}");
     json
 }
 
@@ -244,10 +254,11 @@ mod tests {
             config_file: "/etc/zabbix/linux_status.conf",
             config_file_present: false,
             process_id: 42,
+            keys: &["tcp_status", "info"],
         });
         assert_eq!(
             text,
-            r#"{"version":"0.2.0","api_version":2,"backend_configured":"auto","backend_in_use":"proc","fallback_reason":"socket refused: \"x\"\\\u000a","snapshot_lifetime_ms":1000,"config_file":"/etc/zabbix/linux_status.conf","config_file_present":false,"process_id":42}"#
+            r#"{"version":"0.2.0","api_version":2,"backend_configured":"auto","backend_in_use":"proc","fallback_reason":"socket refused: \"x\"\\\u000a","snapshot_lifetime_ms":1000,"config_file":"/etc/zabbix/linux_status.conf","config_file_present":false,"process_id":42,"keys":["tcp_status","info"]}"#
         );
     }
 }

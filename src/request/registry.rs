@@ -123,7 +123,7 @@ pub const KEYS: &[KeyEntry] = &[
     KeyEntry {
         metric: "info",
         usage: "linux_status[info]",
-        description: "How this agent answers, as JSON: version, backend configured and in use, fallback reason, settings in force.",
+        description: "How this agent answers, as JSON: version, backend configured and in use, fallback reason, settings in force, and the keys it answers.",
         filters: false,
         sample: "linux_status[info]",
         parse: |_, _| Ok(ItemRequest::Info),
@@ -133,6 +133,17 @@ pub const KEYS: &[KeyEntry] = &[
 fn filter(params: &[&[u8]]) -> Result<FilterParams, KeyError> {
     FilterParams::from_params(params).map_err(KeyError::new)
 }
+
+/// Every metric name, in registry order (`linux_status[info]`'s `keys`).
+pub const METRICS: [&str; KEYS.len()] = {
+    let mut out = [""; KEYS.len()];
+    let mut i = 0;
+    while i < KEYS.len() {
+        out[i] = KEYS[i].metric;
+        i += 1;
+    }
+    out
+};
 
 /// The entry whose metric is `metric` (ignoring ASCII case), if any.
 pub fn find(metric: &[u8]) -> Option<&'static KeyEntry> {

@@ -11,6 +11,7 @@ import json
 import shutil
 
 from lib import agent as ag
+from lib import keys
 from lib import oracle
 from lib import agent2 as a2
 from lib import scenario as sc
@@ -28,6 +29,7 @@ def test_first_answer_names_the_fallback(make_config, env, shim, scenario, agent
         info = json.loads(ag.zabbix_get(env.get, cfg.port, "linux_status[info]").value)
         assert (info["backend_configured"], info["backend_in_use"]) == ("auto", "proc"), info
         assert "Permission denied" in (info["fallback_reason"] or ""), info
+        assert tuple(info["keys"]) == keys.METRICS, info  # the registry, through the plugin
         key = "linux_status[tcp_status,LISTEN]"
         before, _, result = oracle.bracketed(lambda: ag.zabbix_get(env.get, cfg.port, key))
         oracle.check_count(key, "LISTEN", result.uint(), before, scenario, agent_ports, own=0)

@@ -19,6 +19,7 @@ import time
 import pytest
 
 from lib import agent as ag
+from lib import keys
 from lib import scenario as sc
 from lib.oracle import QUERY_OWN_SOCKETS, bracketed, check_count
 
@@ -92,6 +93,7 @@ def test_info_and_the_log_say_what_is_in_force(defaults_agent, env):
     assert info["config_file"] == DEFAULT_CONFIG, info
     assert info["config_file_present"] is False, info
     assert info["api_version"] == 2, info
+    assert tuple(info["keys"]) == keys.METRICS, info  # the registry, through the module
     assert info["process_id"] in defaults_agent.pids()[1], info
     log = defaults_agent.log_text() + defaults_agent.stdout_path.read_text(errors="replace")
     line = f"backend auto, answering from netlink sock_diag; snapshot lifetime 1000 ms; configuration {DEFAULT_CONFIG} (absent: defaults)"
