@@ -69,6 +69,7 @@ mod ffi;
 /// Answering a request: [`answer()`] with a [`Context`] (how), the front end's [`Process`]
 /// and a [`Worker`] (the state it owns).
 pub use answer::error::{AnswerError, Event, EventSink, NoEvents};
+pub use answer::netns::NetnsSnapshot;
 pub use answer::snapshot::SharedSnapshot;
 pub use answer::walk::probe_auto_fallback;
 pub use answer::{answer, Context, ItemValue, Process, Source, Worker};

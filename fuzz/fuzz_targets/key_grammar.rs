@@ -77,7 +77,8 @@ fn fixture() -> &'static Fixture {
 }
 
 /// Which requests may fail on a valid fixture: a TcpExt counter name may be missing, and a
-/// service name unknown to the resolver (names are resolved when answering).
+/// service name unknown to the resolver (names are resolved when answering); the namespace
+/// keys read /proc itself.
 fn may_fail(request: &ItemRequest) -> bool {
     let names_a_service = |filter: &FilterParams| {
         [&filter.local_port, &filter.remote_port]
@@ -86,6 +87,12 @@ fn may_fail(request: &ItemRequest) -> bool {
     };
     match request {
         ItemRequest::TcpExt { .. } => true,
+        // The namespace keys read the live /proc, not the fixture, and a selector may name
+        // no namespace.
+        ItemRequest::NetnsDiscovery
+        | ItemRequest::NetnsSummary { .. }
+        | ItemRequest::NetnsStatus { .. }
+        | ItemRequest::NetnsAll => true,
         ItemRequest::TcpStatus { filter, .. } | ItemRequest::TcpSummary { filter } => {
             names_a_service(filter)
         }

@@ -14,6 +14,7 @@
 
 pub mod error;
 pub mod listen;
+pub mod netns;
 pub mod report;
 pub mod snapshot;
 pub mod walk;
@@ -33,6 +34,7 @@ use crate::setup::config::Backend;
 use crate::source::netstat;
 use crate::source::proc::scan::ProcSources;
 use error::{AnswerError, EventSink};
+use netns::NetnsSnapshot;
 use report::ListenCounters;
 use snapshot::SharedSnapshot;
 use walk::fill_listen_table;
@@ -127,6 +129,10 @@ pub struct Context<'a> {
     pub snapshot_lifetime: Duration,
     /// The unfiltered counts shared by every worker of the agent, if the front end has them.
     pub shared_snapshot: Option<&'a SharedSnapshot>,
+    /// How old a namespace's table may be before `netns_all` reads it again.
+    pub netns_table_interval: Duration,
+    /// The per-namespace tables shared by every worker, if the front end has them.
+    pub netns_snapshot: Option<&'a NetnsSnapshot>,
     pub process: &'a Process,
     pub deadline: Deadline,
     /// Where the settings came from, for `linux_status[info]`: a file, or the agent's own
@@ -186,6 +192,20 @@ pub fn answer(
                 .map(ItemValue::Unsigned)
                 .map_err(AnswerError::Source)
         }
+        ItemRequest::NetnsDiscovery => netns::discovery_json(context, worker).map(ItemValue::Text),
+        ItemRequest::NetnsSummary { selector, filter } => {
+            let filter = filter.resolve(&mut worker.services)?;
+            netns::summary(context, worker, selector, &filter).map(ItemValue::Text)
+        }
+        ItemRequest::NetnsStatus {
+            selector,
+            state,
+            filter,
+        } => {
+            let filter = filter.resolve(&mut worker.services)?;
+            netns::status(context, worker, selector, *state, &filter).map(ItemValue::Unsigned)
+        }
+        ItemRequest::NetnsAll => netns::all(context, worker).map(ItemValue::Text),
         ItemRequest::Version => Ok(ItemValue::Text(env!("CARGO_PKG_VERSION").to_owned())),
         ItemRequest::Info => Ok(ItemValue::Text(info(context))),
     }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::answer::error::AnswerError;
 use crate::answer::listen::ListenTable;
+use crate::answer::netns::NetnsCache;
 use crate::answer::snapshot::{fresh, Lookup, SharedSnapshot};
 use crate::answer::walk::walk_and_count;
 use crate::answer::Context;
@@ -35,6 +36,7 @@ pub struct Worker {
     pub(crate) listen_table: ListenTable,
     cache: Vec<CachedCounts>,
     pub(crate) services: ServiceCache,
+    pub(crate) netns: NetnsCache,
 }
 
 /// One cache entry: the counts of sockets matching `filter`, for the states `covered`, of a

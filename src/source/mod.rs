@@ -8,5 +8,6 @@
 
 pub mod counters;
 pub mod netlink;
+pub mod netns;
 pub mod netstat;
 pub mod proc;
