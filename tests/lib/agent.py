@@ -328,8 +328,11 @@ def pid_alive(pid: int) -> bool:
 class Agent:
     """A foreground `zabbix_agentd -c CONF -f`, started and stopped by the tests."""
 
-    def __init__(self, agentd: str, get_bin: str, cfg: AgentConfig) -> None:
+    def __init__(self, agentd: str, get_bin: str, cfg: AgentConfig,
+                 prefix: tuple[str, ...] = ()) -> None:
         self.agentd = agentd
+        # Run under this command (AS_NOBODY: the agent as an unprivileged user).
+        self.prefix = prefix
         self.get_bin = get_bin
         self.cfg = cfg
         self.proc: subprocess.Popen | None = None
@@ -343,7 +346,7 @@ class Agent:
     def start(self) -> None:
         out = open(self.stdout_path, "wb")
         self.proc = subprocess.Popen(
-            [self.agentd, "-c", str(self.cfg.path), "-f"],
+            [*self.prefix, self.agentd, "-c", str(self.cfg.path), "-f"],
             stdout=out, stderr=subprocess.STDOUT, env=agent_env(self.cfg),
         )
         out.close()
@@ -382,10 +385,11 @@ class Agent:
 
 
 @contextlib.contextmanager
-def running_agent(agentd: str, get_bin: str, cfg: AgentConfig):
+def running_agent(agentd: str, get_bin: str, cfg: AgentConfig, prefix: tuple[str, ...] = ()):
     """A running zabbix_agentd with linux_status loaded, its pids recorded once every worker
-    is forked; on exit it must stop cleanly with no crash in its log."""
-    a = Agent(agentd, get_bin, cfg)
+    is forked; on exit it must stop cleanly with no crash in its log. `prefix`: a command to
+    run it under (AS_NOBODY)."""
+    a = Agent(agentd, get_bin, cfg, prefix)
     a.start()
     # Wait until the agent has forked every worker (collector + StartAgents listeners)
     # before taking the reference pid list.
