@@ -120,6 +120,12 @@ pub mod registry {
 /// The one quoting helper for any value a message echoes.
 pub use model::text::quote;
 
+/// The cgroup-path classifier and the stat-line reader of namespace discovery (for their fuzz
+/// target).
+pub mod netns {
+    pub use crate::model::netns::{cgroup_path, classify, stat_fields, Classified, Runtime};
+}
+
 /// The netlink sock_diag reply parser (for its fuzz target).
 pub mod netlink {
     pub use crate::source::netlink::parse_datagram;
