@@ -119,7 +119,7 @@ def test_tables_are_read_once_per_interval_for_every_worker(agentd, env, held):
             time.sleep(0.2)
             for _ in range(6):  # several polls: they land on different workers
                 later = json.loads(value(running, "linux_status[netns_all]"))
-                assert later["tables_read"] <= len(set(later["netns"]) - set(first["netns"])), later
+                assert later["tables_read"] <= len(nsl.identities(later) - nsl.identities(first)), later
                 for ns in held:
                     item = later["netns"][str(ns.inode)]
                     assert item["states"] == first["netns"][str(ns.inode)]["states"], item

@@ -152,6 +152,11 @@ def value(ask, key: str) -> str:
     return result.value
 
 
+def identities(data: dict) -> set[tuple[str, int]]:
+    """(id, pid) of each namespace: an id reused by a new namespace is a new table."""
+    return {(ident, item["pid"]) for ident, item in data["netns"].items()}
+
+
 def states_of(data: dict) -> dict[str, int]:
     return {state: data[state] for state in sc.KERNEL_STATES}
 
