@@ -61,7 +61,7 @@ def agent2(env, agent2_binary, plugin, scenario_session, tmp_path_factory):
                           timeout=10)
     agent = a2.Agent2(cfg, env.get)
     # Emulated start-up takes longer than a native one.
-    a2.START_TIMEOUT = max(a2.START_TIMEOUT, 60.0)
+    agent.start_timeout = max(agent.start_timeout, 60.0)
     agent.start()
     try:
         yield agent

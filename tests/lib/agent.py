@@ -1,8 +1,11 @@
 """Driving the real Zabbix agent 6.0 with linux_status loaded.
 
 - `write_config()` writes a minimal agent configuration into a temporary directory.
-- `Agent` runs `zabbix_agentd -c CONF -f` in the foreground, waits (bounded) until it answers
-  `agent.ping` through zabbix_get, lists its main and child pids, stops it with SIGTERM.
+- `AgentProcess` is the one agent runner (this module's `Agent`, lib/agent2.py's `Agent2`,
+  lib/system.py's packaged `Service`, the server suites' chroot and active agents): started
+  in its own session, ready when it answers `agent.ping` (or, active-only, on a log line),
+  its main and worker pids, crash lines, a bounded SIGTERM stop.
+- `Agent` runs this machine's `zabbix_agentd -c CONF -f` in the foreground.
 - `test_key()` runs `zabbix_agentd -c CONF -t KEY` (the item runs in that short-lived
   process; no socket is opened), `print_all()` runs `-p`, `zabbix_get()` asks the running
   agent over its passive-check port.
@@ -14,13 +17,13 @@ import contextlib
 import dataclasses
 import os
 import re
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Callable
 
+from lib import process
 from lib import scenario as scenario_mod
 
 HOSTNAME = "linux-status-e2e"
@@ -88,6 +91,14 @@ def free_port(host: str = "127.0.0.1", avoid: tuple[int, ...] = (), first: int =
 
 # Exact tests compare every answer with ss taken just before it: no reuse of earlier scans.
 EXACT_MODULE_SETTINGS = "SnapshotLifetime=0\n"
+
+
+def free_ports(count: int, avoid: tuple[int, ...] = (), first: int = 20100) -> list[int]:
+    """`count` distinct free loopback ports, none of the scenario's or `avoid`'s."""
+    taken = [*scenario_mod.SCENARIO_PORTS, *avoid]
+    for _ in range(count):
+        taken.append(free_port(avoid=tuple(taken), first=first))
+    return taken[-count:]
 
 
 def write_config(
@@ -280,25 +291,6 @@ def wait_for_ping(proc: subprocess.Popen, name: str, ping: Callable[[], tuple[bo
     )
 
 
-def terminate(proc: subprocess.Popen | None, name: str, timeout: float = STOP_TIMEOUT,
-              group: bool = False) -> int | None:
-    """SIGTERM a process we started; its exit status (None: never started). One that ignores
-    SIGTERM for `timeout` seconds is killed (with `group`, its whole process group, which it
-    leads: started with start_new_session) and fails the caller."""
-    if proc is None or proc.poll() is not None:
-        return None if proc is None else proc.returncode
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        if group:
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:
-            proc.kill()
-        proc.wait(timeout=timeout)
-        raise AssertionError(f"{name} ignored SIGTERM for {timeout} s; killed")
-
-
 def child_pids(pid: int) -> list[int]:
     """Direct children of `pid`, from /proc."""
     children = []
@@ -325,63 +317,75 @@ def pid_alive(pid: int) -> bool:
     return state != "Z"
 
 
-class Agent:
-    """A foreground `zabbix_agentd -c CONF -f`, started and stopped by the tests."""
+class AgentProcess(process.Process):
+    """The one agent runner: zabbix_agentd or zabbix_agent2, on this machine, in a chroot or
+    as a packaged service (lib/process.py's Process: own session, bounded stop). `start_agent`
+    waits until it answers agent.ping (`ping`, passive agents) or until `ready()` (active-only
+    agents, which listen nowhere)."""
 
-    def __init__(self, agentd: str, get_bin: str, cfg: AgentConfig,
-                 prefix: tuple[str, ...] = ()) -> None:
-        self.agentd = agentd
-        # Run under this command (AS_NOBODY: the agent as an unprivileged user).
-        self.prefix = prefix
-        self.get_bin = get_bin
-        self.cfg = cfg
-        self.proc: subprocess.Popen | None = None
-        self.stdout_path = cfg.directory / "agent.stdout"
+    crash_patterns = CRASH_PATTERNS
+    start_timeout = START_TIMEOUT
+    stop_timeout = STOP_TIMEOUT
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None, "agent not started"
-        return self.proc.pid
-
-    def start(self) -> None:
-        out = open(self.stdout_path, "wb")
-        self.proc = subprocess.Popen(
-            [*self.prefix, self.agentd, "-c", str(self.cfg.path), "-f"],
-            stdout=out, stderr=subprocess.STDOUT, env=agent_env(self.cfg),
-        )
-        out.close()
-        wait_for_ping(self.proc, "zabbix_agentd", zabbix_get_ping(self.get_bin, self.cfg.port),
-                      self.describe)
+    def start_agent(self, argv: list[str], env: dict | None = None, *,
+                    ping: Callable[[], tuple[bool, str]] | None = None,
+                    ready: Callable[[], bool] | None = None, interval: float = 0.05,
+                    **spawn) -> None:
+        assert (ping is None) != (ready is None), "an agent is ready on a ping or a log line"
+        self.spawn(argv, env=env, **spawn)
+        if ping is not None:
+            wait_for_ping(self.proc, self.name, ping, self.describe,
+                          timeout=self.start_timeout, interval=interval)
+        else:
+            self.wait_ready(ready, self.start_timeout, f"{self.name} to start",
+                            interval=interval)
 
     def pids(self) -> tuple[int, list[int]]:
         """(main pid, sorted worker pids)."""
         return self.pid, child_pids(self.pid)
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None and pid_alive(self.pid)
-
-    def log_text(self) -> str:
-        try:
-            return self.cfg.log_file.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return super().alive() and pid_alive(self.pid)
 
     def crash_lines(self) -> list[str]:
         return [
-            ln for ln in self.log_text().splitlines()
-            if any(p.lower() in ln.lower() for p in CRASH_PATTERNS)
+            ln for ln in self.output().splitlines()
+            if any(p.lower() in ln.lower() for p in self.crash_patterns)
         ]
 
     def describe(self) -> str:
-        try:
-            stdout = self.stdout_path.read_text(errors="replace")
-        except FileNotFoundError:
-            stdout = ""
-        return f"--- agent stdout ---\n{stdout}\n--- agent log ---\n{self.log_text()}"
+        return f"--- {self.name} stdout and log ---\n{self.output()[-6000:]}"
 
-    def stop(self) -> int | None:
-        """SIGTERM the main process (it stops its workers); returns the exit status."""
-        return terminate(self.proc, "zabbix_agentd")
+    def stop_checked(self) -> None:
+        """Stops the agent; fails if its output has crash lines or SIGTERM did not end it
+        with status 0."""
+        crash = self.crash_lines()
+        status = self.stop()
+        assert not crash, f"{self.name} has crash lines:\n" + "\n".join(crash)
+        assert status == 0, f"{self.name} exited {status} on SIGTERM\n{self.describe()}"
+
+
+class Agent(AgentProcess):
+    """A foreground `zabbix_agentd -c CONF -f` of this machine, started and stopped by the
+    tests."""
+
+    name = "zabbix_agentd"
+
+    def __init__(self, agentd: str, get_bin: str, cfg: AgentConfig,
+                 prefix: tuple[str, ...] = ()) -> None:
+        super().__init__(process.HostRoot(), str(cfg.directory), cfg.log_file.name,
+                         "agent.stdout")
+        self.agentd = agentd
+        # Run under this command (AS_NOBODY: the agent as an unprivileged user).
+        self.prefix = prefix
+        self.get_bin = get_bin
+        self.cfg = cfg
+        self.stdout_path = self.stdout
+
+    def start(self) -> None:
+        self.start_agent([*self.prefix, self.agentd, "-c", str(self.cfg.path), "-f"],
+                         agent_env(self.cfg),
+                         ping=zabbix_get_ping(self.get_bin, self.cfg.port))
 
 
 @contextlib.contextmanager

@@ -9,9 +9,9 @@ Two agent lines, one plugin executable:
   into the chroot, so nothing of the shared chroot changes and two agents never see each
   other's files. The chroot shares the network namespace it is entered from: the test's.
 
-`Agent2.start()` runs the agent in the foreground and waits (bounded) until it answers
-`agent.ping`; `plugin_pids()` lists its plugin processes; `stop()` sends SIGTERM and
-returns the exit status. `test_key()` runs `zabbix_agent2 -t KEY`, which starts the plugin
+`Agent2` is lib/agent.py's agent runner for agent 2: `start()` runs it in the foreground
+and waits (bounded) until it answers `agent.ping`; `plugin_pids()` lists its plugin
+processes; `stop()` sends SIGTERM and returns the exit status. `test_key()` runs `zabbix_agent2 -t KEY`, which starts the plugin
 too (registration and serving runs) and opens no network socket.
 
 Every configuration is written whole by the test: no host file (/etc/zabbix/...) is read.
@@ -26,7 +26,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from lib import agent as ag  # result parsing, pids, zabbix_get
+from lib import agent as ag  # the agent runner, result parsing, pids, zabbix_get
+from lib import process
 
 HOSTNAME = "linux-status-agent2"
 PLUGIN_NAME = "zabbix-agent2-plugin-linux-status"
@@ -189,32 +190,28 @@ def reap(pid: int) -> None:
         pass
 
 
-class Agent2:
-    """A foreground `zabbix_agent2 -c CONF`, started and stopped by the tests."""
+class Agent2(ag.AgentProcess):
+    """A foreground `zabbix_agent2 -c CONF` (on this machine or in the 7.0 chroot), started
+    and stopped by the tests (lib/agent.py's AgentProcess)."""
+
+    crash_patterns = CRASH_PATTERNS
+    start_timeout = START_TIMEOUT
+    stop_timeout = STOP_TIMEOUT
 
     def __init__(self, cfg: Config, get_bin: str, env: dict[str, str] | None = None) -> None:
+        super().__init__(process.HostRoot(), str(cfg.directory), cfg.log_file.name,
+                         "agent.stdout")
+        self.name = f"agent 2 {cfg.line.version}"
         self.cfg = cfg
         self.get_bin = get_bin
         self.env = env or agent_env()
-        self.proc: subprocess.Popen | None = None
-        self.stdout_path = cfg.directory / "agent.stdout"
+        self.stdout_path = self.stdout
         self.initial_pids: tuple[int, list[int]] | None = None
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None, "agent not started"
-        return self.proc.pid
-
     def start(self) -> "Agent2":
-        out = open(self.stdout_path, "wb")
-        self.proc = subprocess.Popen(
+        self.start_agent(
             self.cfg.line.command(self.cfg.plugin, self.cfg.directory, "-c", self.cfg.inside_path),
-            stdout=out, stderr=subprocess.STDOUT, env=self.env,
-        )
-        out.close()
-        ag.wait_for_ping(self.proc, f"agent 2 {self.cfg.line.version}",
-                         ag.zabbix_get_ping(self.get_bin, self.cfg.port), self.describe,
-                         timeout=START_TIMEOUT)
+            self.env, ping=ag.zabbix_get_ping(self.get_bin, self.cfg.port))
         return self
 
     def plugin_pids(self) -> list[int]:
@@ -223,27 +220,6 @@ class Agent2:
     def pids(self) -> tuple[int, list[int]]:
         return self.pid, self.plugin_pids()
 
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None and ag.pid_alive(self.pid)
-
-    def output(self) -> str:
-        text = ""
-        for path in (self.stdout_path, self.cfg.log_file):
-            try:
-                text += path.read_text(errors="replace")
-            except FileNotFoundError:
-                pass
-        return text
-
-    def crash_lines(self) -> list[str]:
-        return [
-            ln for ln in self.output().splitlines()
-            if any(p.lower() in ln.lower() for p in CRASH_PATTERNS)
-        ]
-
-    def describe(self) -> str:
-        return f"--- agent 2 {self.cfg.line.version} stdout and log ---\n{self.output()[-6000:]}"
-
     def assert_unchanged(self, when: str) -> None:
         assert self.alive(), f"{when}: agent 2 is gone\n{self.describe()}"
         assert self.pids() == self.initial_pids, (
@@ -251,10 +227,6 @@ class Agent2:
         )
         crash = self.crash_lines()
         assert not crash, f"{when}: agent output has crash lines:\n" + "\n".join(crash)
-
-    def stop(self) -> int | None:
-        """SIGTERM the agent; returns its exit status."""
-        return ag.terminate(self.proc, "agent 2", timeout=STOP_TIMEOUT)
 
 
 def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:

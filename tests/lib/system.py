@@ -5,12 +5,12 @@ debootstrap minbase system with Debian's agents installed by apt, nothing else):
 mount whose lower layer is the cache, left untouched, and whose upper layer is a temporary
 folder, so every test starts from the same pristine system and leaves nothing behind.
 
-`Service(system, "zabbix-agent")` starts a unit's ExecStart= the way systemd would, from the
-system's own unit file: its tmpfiles.d folders first, then the command as the unit's User=
-and Group= (with that user's supplementary groups), in `/`, with systemd's environment plus
-Environment= and EnvironmentFile=, `$VAR` split into words as systemd does. The agents read
-Debian's own configuration files: nothing here writes one. The process runs in the test's
-network namespace (the chroot shares it), so the test's sockets and `ss` see the same table.
+`Service(system, "zabbix-agent")` (lib/agent.py's agent runner) starts a unit's ExecStart=
+the way systemd would, from the system's own unit file: its tmpfiles.d folders first, then
+the command as the unit's User= and Group= (with that user's supplementary groups), in `/`,
+with systemd's environment plus Environment= and EnvironmentFile=, `$VAR` split into words
+as systemd does. The agents read Debian's own configuration files: nothing here writes one.
+The process runs in the test's network namespace (the chroot shares it), so the test's sockets and `ss` see the same table.
 """
 
 from __future__ import annotations
@@ -19,13 +19,11 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-from lib import agent, zbxd
+from lib import agent, process, zbxd
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
@@ -200,15 +198,20 @@ def apply_tmpfiles(system: System) -> None:
                 os.chown(target, uid, gid)
 
 
-class Service:
-    """One unit's main process, started like systemd starts it, in the system's chroot."""
+class Service(agent.AgentProcess):
+    """One unit's main process, started like systemd starts it (its user, groups,
+    environment and ExecStart=) in the system's chroot, by lib/agent.py's agent runner."""
+
+    start_timeout = START_TIMEOUT
+    stop_timeout = STOP_TIMEOUT
 
     def __init__(self, system: System, unit: str) -> None:
+        super().__init__(process.HostRoot(), str(system.work), None, f"{unit}.journal")
         self.system = system
         self.unit = unit
+        self.name = f"[{system.name}] {unit}"
         self.config = _parse_unit(_unit_file(system, unit).read_text())
-        self.proc: subprocess.Popen | None = None
-        self.output = system.work / f"{unit}.journal"
+        self.output_path = self.stdout
 
     def command(self) -> tuple[list[str], dict[str, str], str]:
         user = self.config.get("User", ["root"])[-1]
@@ -244,14 +247,6 @@ class Service:
             os.setgid(gid)
             os.setuid(uid)
 
-        out = open(self.output, "ab")
-        self.proc = subprocess.Popen(
-            argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=enter, start_new_session=True,
-        )
-        out.close()
-        self.argv = argv
-
         def ping() -> tuple[bool, str]:
             try:
                 reply = zbxd.check(port, "agent.ping", timeout=2.0)
@@ -259,54 +254,22 @@ class Service:
                 return False, str(e)
             return reply == ("value", "1"), repr(reply)
 
-        agent.wait_for_ping(
-            self.proc,
-            f"[{self.system.name}] {self.unit} ({' '.join(argv)}, as {user}, port {port})",
-            ping, self.describe, timeout=START_TIMEOUT, interval=0.1,
-        )
+        self.argv = argv
+        self.name = f"[{self.system.name}] {self.unit} ({' '.join(argv)}, as {user}, port {port})"
+        self.start_agent(argv, env, ping=ping, interval=0.1, preexec=enter, append=True)
         return self
 
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def stop(self) -> int:
-        """SIGTERM the main process, as `systemctl stop` does; returns its exit status."""
+        """SIGTERM the main process, as `systemctl stop` does, then wait for its workers to
+        leave the session; returns its exit status."""
         assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=STOP_TIMEOUT)
-                raise AssertionError(f"[{self.system.name}] {self.unit} ignored SIGTERM")
-        # Workers of zabbix_agentd leave with the main process; wait for the session to empty.
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while time.monotonic() < deadline and _session_alive(self.proc.pid):
-            time.sleep(0.05)
-        return self.proc.returncode
+        return super().stop(wait_session=True)
 
     def describe(self) -> str:
-        journal = self.output.read_text(errors="replace") if self.output.exists() else ""
         logs = []
         for log in ("/var/log/zabbix-agent/zabbix_agentd.log", "/var/log/zabbix/zabbix_agent2.log"):
             p = self.system.path(log)
             if p.is_file():
                 logs.append(f"--- {log} (last 40 lines) ---\n" + "\n".join(
                     p.read_text(errors="replace").splitlines()[-40:]))
-        return f"--- {self.unit} stdout/stderr ---\n{journal}\n" + "\n".join(logs)
-
-
-def _session_alive(sid: int) -> bool:
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # fields[3] is the session id (after state, ppid, pgrp).
-        if int(fields[3]) == sid and fields[0] != "Z":
-            return True
-    return False
+        return f"--- {self.unit} stdout/stderr ---\n{self.output()}\n" + "\n".join(logs)

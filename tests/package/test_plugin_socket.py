@@ -183,3 +183,10 @@ def test_admin_plugin_socket_wins(env, meta, scenario):
                 in check.stdout), check.stdout
         with agent2_running(system) as agent:
             assert system.path("/run/zabbix/admin.sock").is_socket(), agent.describe()
+        # `check` prints the admin's value escaped and bounded: a terminal escape or a huge
+        # value in their file is shown, never played or flooded.
+        conf.write_text(conf.read_text() + "PluginSocket=/run/zabbix/\x1b[31mred" + "x" * 5000
+                        + "\n")
+        check = system.run(TOOL, "check")
+        assert "\x1b" not in check.stdout and "/run/zabbix/^[[31mred" in check.stdout, check.stdout
+        assert max(map(len, check.stdout.splitlines())) <= 600, check.stdout[:2000]

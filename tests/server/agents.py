@@ -1,80 +1,103 @@
-"""The other ways a value reaches the server, for the template tests.
+"""The agents and the proxy that report to the servers of the template tests.
 
-- `ActiveAgent`: `zabbix_agentd` with the module in ACTIVE-ONLY mode: `ServerActive` set,
-  `StartAgents=0` (no passive listener at all), `Hostname` the host's name on the server. It
-  fetches its item list from the server and sends the values; nothing connects to it.
+- `MonitoredAgent` (lib/agent.py's agent runner): zabbix_agentd with the module or
+  zabbix_agent2 with the plugin, under a root (this machine's 6.0, or the 7.0 chroot's
+  Debian 13 binaries), passive (listening on 127.0.0.1:port) or ACTIVE-ONLY (`ServerActive`
+  set; zabbix_agentd with `StartAgents=0`, no listener at all; it fetches its item list from
+  the server and sends the values). `Hostname` is the host's name on the server; the module
+  or plugin is copied into the agent's folder and runs with its shipped defaults (an empty
+  linux_status.conf): the template is tested the way it is run.
 - `Proxy`: a real `zabbix_proxy` 6.0 (Debian's zabbix-proxy-sqlite3, unpacked by
   scripts/setup), active mode: it fetches its configuration from the server, polls its hosts'
   passive agents and sends the values on. Its SQLite database is made from the package's own
   schema. `reload_config()` asks it (runtime control) to fetch the configuration now.
 
-Both listen on 127.0.0.1 only, in the test's network namespace; both are stopped with
-SIGTERM to the main pid (bounded wait, then SIGKILL of the process group we created).
+Everything listens on 127.0.0.1 only, in the test's network namespace; every process is
+stopped with SIGTERM to the main pid (bounded wait, then SIGKILL of its process group).
 """
 from __future__ import annotations
 
 import gzip
+import os
+import shutil
 import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
-from lib import server
-
-import stack as stack_mod
+from lib import agent, process, server
 
 START_TIMEOUT = 30.0
 PROXY_NAME = "linux-status-test-proxy"
 
 
-class ActiveAgent(server.Process):
-    name = "active zabbix_agentd"
+class MonitoredAgent(agent.AgentProcess):
+    """One monitored host's agent (`kind` "passive" or "active"; `agent2`: zabbix_agent2
+    with the plugin, else zabbix_agentd with the module), its files in the folder `inside`
+    of `root`, the binaries at the root's /usr/sbin unless `binary` says otherwise."""
 
-    def __init__(self, agentd: str, module: Path, hostname: str, server_port: int) -> None:
-        super().__init__(server.HostRoot(), str(stack_mod.private_dir("zbx-active-agent-")),
-                         "zabbix_agentd.log")
-        self.agentd = agentd
+    start_timeout = 90.0
+
+    def __init__(self, root, inside: str, version: str, hostname: str, kind: str,
+                 server_port: int, port: int | None, module: Path, agent2: bool = False,
+                 binary: str | None = None, refresh: int = 5) -> None:
+        super().__init__(root, inside)
+        program = "zabbix_agent2" if agent2 else "zabbix_agentd"
+        self.name = f"{program} {version} ({hostname})"
+        self.binary = binary or f"/usr/sbin/{program}"
         self.hostname = hostname
-        self.conf = self.dir / "zabbix_agentd.conf"
-        self.module_conf = self.dir / "linux_status.conf"
-        # The shipped defaults of the module (no linux_status.conf settings): the template
-        # is tested the way it is run.
-        self.module_conf.write_text("")
-        self.conf.write_text("\n".join([
-            f"PidFile={self.dir / 'zabbix_agentd.pid'}",
-            f"LogFile={self.log}",
-            "LogType=file",
-            "DebugLevel=3",
-            # Active only: no Server= (passive checks disabled), no listener.
-            "StartAgents=0",
-            f"ServerActive=127.0.0.1:{server_port}",
-            f"Hostname={hostname}",
-            "RefreshActiveChecks=60",
-            "BufferSend=5",
-            "Timeout=3",
-            "AllowRoot=1",
-            f"LoadModulePath={module.parent}",
-            f"LoadModule={module.name}",
-            "",
-        ]))
+        self.kind = kind
+        self.port = port
+        self.agent2 = agent2
+        shutil.copy2(module, self.dir / module.name)
+        (self.dir / "linux_status.conf").write_text("")  # the module's shipped defaults
+        lines = [f"LogFile={inside}/log", "LogType=file", "DebugLevel=3",
+                 f"PidFile={inside}/agent.pid", f"Hostname={hostname}", "Timeout=3"]
+        if kind == "passive":
+            lines += ["Server=127.0.0.1", "ServerActive=", "ListenIP=127.0.0.1",
+                      f"ListenPort={port}"]
+        else:
+            lines += [f"ServerActive=127.0.0.1:{server_port}", f"RefreshActiveChecks={refresh}",
+                      "BufferSend=5"]
+            lines += ["Server="] if agent2 else ["StartAgents=0"]
+        if agent2:
+            lines += [f"ControlSocket={inside}/agent.sock", f"PluginSocket={inside}/plugin.sock",
+                      f"Plugins.LinuxStatus.System.Path={inside}/{module.name}"]
+        else:
+            lines += ["AllowRoot=1", f"LoadModulePath={inside}", f"LoadModule={module.name}"]
+        if kind == "active" and agent2:
+            # Agent 2 always listens unless told not to; keep it off any real port.
+            lines += ["ListenIP=127.0.0.1", f"ListenPort={port or 10050}"]
+        (self.dir / "agent.conf").write_text("\n".join([*lines, ""]))
 
-    def start(self, env: dict) -> float:
+    def start(self, get_bin: str) -> float:
         t0 = time.monotonic()
-        env = dict(env, LINUX_STATUS_CONFIG=str(self.module_conf))
+        env = dict(os.environ, LINUX_STATUS_CONFIG=f"{self.inside}/linux_status.conf")
         env.pop("LINUX_STATUS_PROC_NET_DIR", None)
-        self.spawn([self.agentd, "-c", str(self.conf), "-f"], env=env)
-        self.wait_ready(lambda: "started [active checks #1]" in self.log_text(), START_TIMEOUT,
-                        "the active agent to start its active checks", interval=0.1)
+        if not isinstance(self.root, process.HostRoot):
+            env.pop("LD_LIBRARY_PATH", None)  # the host's Zabbix 6.0 libraries, not the root's
+        argv = [self.binary, "-c", f"{self.inside}/agent.conf", "-f"]
+        if self.kind == "passive":
+            self.start_agent(argv, env, ping=agent.zabbix_get_ping(get_bin, self.port),
+                             interval=0.1)
+        else:
+            self.start_agent(argv, env, ready=self.active_ready, interval=0.1)
         return time.monotonic() - t0
 
+    def active_ready(self) -> bool:
+        if not self.agent2:
+            return "active checks #1]" in self.log_text()
+        # Agent 2 says it is up on its standard output; the data proves the rest.
+        return "Press Ctrl+C to exit" in process.read_text(self.stdout)
 
-class Proxy(server.Process):
+
+class Proxy(process.Process):
     name = "zabbix_proxy"
     log_lines = 60
 
     def __init__(self, binary: str, schema: Path, name: str, port: int,
                  server_port: int) -> None:
-        super().__init__(server.HostRoot(), str(stack_mod.private_dir("zbx-proxy-")),
+        super().__init__(process.HostRoot(), str(process.private_dir("zbx-proxy-")),
                          "zabbix_proxy.log")
         self.binary = binary
         self.schema = schema

@@ -12,7 +12,7 @@ mount namespace (the frontend's configuration file stays private):
 
 Order of events (6.0): check the environment, check the namespace is fresh and bring `lo` up,
 start a sampler that records `ss -Htan` every 50 ms, bring up PostgreSQL + zabbix_server +
-the PHP frontend (stack.py), start zabbix_agentd 6.0 with the module twice (one polled by the
+the PHP frontend (tests/lib/server.py), start zabbix_agentd 6.0 with the module twice (one polled by the
 server, one by the proxy; tests/lib/agent.py) and a zabbix_proxy 6.0 (agents.py), build and
 verify the known socket table (tests/lib/scenario.py). The active-only agent starts in
 test_template.py, once its host exists. Nothing is skipped: a missing piece fails the session
@@ -31,10 +31,10 @@ import pytest
 
 from lib import agent as agent_mod
 from lib import netns as netns_mod
+from lib import process
 from lib import scenario as scenario_mod
 from lib import server as lib_server
 import agents as agents_mod
-import stack as stack_mod
 
 REQUIRED_ENV = ("LINUX_STATUS_SO", "ZABBIX_AGENTD", "ZABBIX_GET", "LD_LIBRARY_PATH")
 SAMPLE_INTERVAL = 0.05
@@ -45,7 +45,9 @@ class Env:
         self.so = Path(os.environ["LINUX_STATUS_SO"])
         self.agentd = os.environ["ZABBIX_AGENTD"]
         self.get = os.environ["ZABBIX_GET"]
-        self.locpath = Path(os.environ.get("ZABBIX_LOCPATH") or stack_mod.CACHE / "locale")
+        # tests/server/setup.sh compiles it there and exports ZABBIX_LOCPATH.
+        self.locpath = Path(os.environ.get("ZABBIX_LOCPATH") or
+                            lib_server.TEST_CACHE / "setup" / "locale")
 
 
 @pytest.fixture(scope="session")
@@ -61,11 +63,13 @@ def env() -> Env:
     if not (e.so.is_absolute() and e.so.is_file()):
         problems.append(f"LINUX_STATUS_SO={e.so} is not an existing absolute path")
     for name, path in (("ZABBIX_AGENTD", e.agentd), ("ZABBIX_GET", e.get),
-                       ("zabbix_server", stack_mod.ZABBIX_SERVER)):
+                       ("zabbix_server", lib_server.ZABBIX_SERVER)):
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
             problems.append(f"{name}: {path} is not an executable file")
-    if not (stack_mod.FRONTEND_DIR / "api_jsonrpc.php").is_file():
-        problems.append(f"no Zabbix frontend in {stack_mod.FRONTEND_DIR}")
+    if not Path(lib_server.FRONTEND_DIR, "api_jsonrpc.php").is_file():
+        problems.append(f"no Zabbix frontend in {lib_server.FRONTEND_DIR}")
+    if not (e.locpath / "en_US.UTF-8" / "LC_CTYPE").is_file():
+        problems.append(f"no en_US.UTF-8 locale in {e.locpath}")
     if problems:
         pytest.fail("; ".join(problems) + " (run tests/server/setup.sh)", pytrace=False)
     version = subprocess.run([e.agentd, "-V"], check=True, capture_output=True, text=True,
@@ -131,89 +135,55 @@ def sampler(netns):
         s.thread.join(timeout=10)
 
 
-class Stack:
-    """The running server stack and its ports."""
-
-    def __init__(self, pg, server, frontend, activity, api, timings) -> None:
-        self.pg = pg
-        self.server = server
-        self.frontend = frontend
-        self.activity = activity
-        self.api = api
-        self.timings = timings
-
-    proxy_port = 0
-
-    @property
-    def ports(self) -> tuple[int, ...]:
-        return (self.pg.port, self.server.port, self.frontend.port, self.proxy_port)
-
-    def describe(self) -> str:
-        return self.server.describe()
-
-
 @pytest.fixture(scope="session")
 def stack(env, netns, sampler):
-    avoid = list(scenario_mod.SCENARIO_PORTS)
-    ports = []
-    for _ in range(4):
-        p = agent_mod.free_port(avoid=tuple(avoid), first=20100)
-        ports.append(p)
-        avoid.append(p)
-    pg_port, server_port, web_port, proxy_port = ports
-    pg = stack_mod.PgCluster(pg_port)
-    server = stack_mod.ZabbixServer(server_port, pg_port)
-    frontend = stack_mod.Frontend(web_port, pg_port, server_port, env.locpath)
-    activity = stack_mod.Activity()
-    timings = {}
-    api = stack_mod.Api(frontend, activity, server.describe)
+    """The 6.0 stack of this machine (lib/server.py), plus a port for the proxy."""
+    pg_port, server_port, web_port, proxy_port = agent_mod.free_ports(4)
+    root = process.HostRoot()
+    root.prepare()
+    top = process.private_dir("zbx-stack-")
+    st = lib_server.Stack("6.0", root, str(top), (pg_port, server_port, web_port),
+                          dict(os.environ, LOCPATH=str(env.locpath), LANG="C"), "tests/server")
+    st.proxy_port = proxy_port
+    st.extra_ports = (proxy_port,)
     try:
-        lib_server.start_stack(
-            "6.0", [("postgresql (with loaded database)", pg), ("zabbix_server", server),
-                    ("php -S frontend", frontend)], api, timings, stack_mod.START_TIMEOUT, 0.2,
-            lambda: stack_mod.log_tail(frontend.log) + "\n" + server.describe())
-        st = Stack(pg, server, frontend, activity, api, timings)
-        st.proxy_port = proxy_port
+        st.start()
         yield st
     finally:
         try:
-            lib_server.stop_stack([("frontend", frontend), ("zabbix_server", server),
-                                   ("postgresql", pg)], "tests/server", timings)
+            st.stop()
         finally:
-            pg.remove()
-            for d in (server.dir, frontend.dir):
-                subprocess.run(["rm", "-rf", str(d)], timeout=60)
+            subprocess.run(["rm", "-rf", str(top)], timeout=60)
 
 
-def passive_agent(env, stack, folder: str, label: str, process: str,
-                  avoid: tuple[int, ...] = ()):
+def passive_agent(env, stack, folder: str, label: str, avoid: tuple[int, ...] = ()):
     """A passive zabbix_agentd with the module (a generator for a fixture): on teardown no
-    crash lines in its log and exit status 0 on SIGTERM (`label`, `process`: its names in
-    those messages)."""
+    crash lines in its log and exit status 0 on SIGTERM (`label`: its name in those
+    messages)."""
     port = agent_mod.free_port(avoid=(*scenario_mod.SCENARIO_PORTS, *stack.ports, *avoid))
-    cfg = agent_mod.write_config(stack_mod.private_dir(folder), env.so, port)
+    cfg = agent_mod.write_config(process.private_dir(folder), env.so, port)
     a = agent_mod.Agent(env.agentd, env.get, cfg)
     a.start()
+    a.name = label
     try:
         yield a
     finally:
-        crash = a.crash_lines()
-        status = a.stop()
-        subprocess.run(["rm", "-rf", str(cfg.directory)], timeout=60)
-        assert not crash, f"{label} log has crash lines:\n" + "\n".join(crash)
-        assert status == 0, f"{process} exited {status} on SIGTERM"
+        try:
+            a.stop_checked()
+        finally:
+            subprocess.run(["rm", "-rf", str(cfg.directory)], timeout=60)
 
 
 @pytest.fixture(scope="session")
 def agent(env, stack):
-    yield from passive_agent(env, stack, "zbx-agent-", "agent", "zabbix_agentd")
+    yield from passive_agent(env, stack, "zbx-agent-", "zabbix_agentd (agent)")
 
 
 @pytest.fixture(scope="session")
 def proxied_agent(env, stack, agent):
     """A second passive agent with the module, polled by the proxy, not by the server."""
-    yield from passive_agent(env, stack, "zbx-proxied-agent-", "proxied agent",
-                             "proxied zabbix_agentd", avoid=(agent.cfg.port,))
+    yield from passive_agent(env, stack, "zbx-proxied-agent-", "zabbix_agentd (proxied agent)",
+                             avoid=(agent.cfg.port,))
 
 
 @pytest.fixture(scope="session")

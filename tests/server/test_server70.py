@@ -1,6 +1,7 @@
 """Both templates through a real Zabbix 7.0 server (Debian 13's packages, in a chroot).
 
-Run on its own, in a private network and mount namespace (stack70.py says why):
+Run on its own, in a private network and mount namespace (the chroot's mounts stay private;
+tests/lib/process.py's Chroot):
 
     unshare --net --mount -- $PYTHON -m pytest -p no:cacheprovider -q -s \
         tests/server/test_server70.py
@@ -24,12 +25,12 @@ from pathlib import Path
 import pytest
 
 from lib import agent as agent_mod
+from lib import process
+from lib import server as lib_server
+import agents as agents_mod
 import checks
 import dashboard
 from lib import scenario as scenario_mod
-from lib import server as lib_server
-import stack as stack_mod
-import stack70
 from checks import ACTIVE, PASSIVE
 
 INTERVAL = "15s"
@@ -57,56 +58,32 @@ def module_for(agent2: bool, env) -> Path:
     return env.so
 
 
+INSIDE = "/tmp/ls70"  # the run's folder, as seen inside the chroot (a tmpfs: Chroot.prepare)
+
+
 @pytest.fixture(scope="module")
 def chroot():
     root = os.environ.get("LINUX_STATUS_TRIXIE_SERVER_CHROOT")
     if not root or not Path(root, ".linux-status-ready").is_file():
         pytest.fail("LINUX_STATUS_TRIXIE_SERVER_CHROOT is not a ready chroot: "
                     "source tests/server/setup.sh", pytrace=False)
-    c = stack70.Chroot(Path(root))
+    c = process.Chroot(Path(root))
     c.prepare()
     return c
 
 
-class Stack70:
-    def __init__(self, pg, server, frontend, api, activity) -> None:
-        self.pg, self.server, self.frontend, self.api, self.activity = (
-            pg, server, frontend, api, activity)
-        self.timings: dict[str, float] = {}
-
-    @property
-    def ports(self):
-        return (self.pg.port, self.server.port, self.frontend.port)
-
-    def describe(self) -> str:
-        return self.server.describe()
-
-
 @pytest.fixture(scope="module")
 def stack(env, netns, sampler, chroot):
-    avoid = list(scenario_mod.SCENARIO_PORTS)
-    ports = []
-    for _ in range(3 + len(AGENTS)):
-        p = agent_mod.free_port(avoid=tuple(avoid), first=20100)
-        ports.append(p)
-        avoid.append(p)
-    pg_port, server_port, web_port = ports[:3]
-    pg = stack70.PgCluster70(chroot, pg_port)
-    server = stack70.ZabbixServer70(chroot, server_port, pg_port)
-    frontend = stack70.Frontend70(chroot, web_port, pg_port, server_port)
-    activity = stack_mod.Activity()
-    st = Stack70(pg, server, frontend, None, activity)
+    """The 7.0 stack of the chroot (lib/server.py), plus a port per monitored agent."""
+    ports = agent_mod.free_ports(3 + len(AGENTS))
+    st = lib_server.Stack("7.0", chroot, INSIDE, tuple(ports[:3]),
+                          dict(os.environ, LANG="C.UTF-8"), "tests/server 7.0")
     st.agent_ports = ports[3:]
-    st.api = stack_mod.Api(frontend, activity, server.describe, bearer=True)
     try:
-        lib_server.start_stack(
-            "7.0", [("postgresql 17 (with loaded database)", pg), ("zabbix_server 7.0", server),
-                    ("php -S 7.0 frontend", frontend)], st.api, st.timings,
-            stack70.START_TIMEOUT, 0.5, lambda: frontend.describe() + server.describe())
+        st.start()
         yield st
     finally:
-        lib_server.stop_stack([("frontend", frontend), ("zabbix_server", server),
-                               ("postgresql", pg)], "tests/server 7.0", st.timings)
+        st.stop()
 
 
 @pytest.fixture(scope="module")
@@ -159,18 +136,15 @@ def agents(env, stack, chroot, imported, sampler):
             hosts.append(h)
         time.sleep(3)  # CacheUpdateFrequency=1: the server knows the hosts' items
         for (name, kind, agent2), port, h in zip(AGENTS, stack.agent_ports, hosts):
-            a = stack70.ChrootAgent(chroot, name, kind, stack.server.port, port,
-                                    module_for(agent2, env), agent2=agent2)
+            a = agents_mod.MonitoredAgent(chroot, f"{INSIDE}/agent-{name}", "7.0", name, kind,
+                                          stack.server.port, port, module_for(agent2, env),
+                                          agent2=agent2)
             stack.timings[a.name] = a.start(env.get)
             running.append(a)
         yield hosts, running
     finally:
         for a in running:
-            crash = [ln for ln in a.log_text().splitlines()
-                     if any(p.lower() in ln.lower() for p in agent_mod.CRASH_PATTERNS)]
-            status = a.stop()
-            assert not crash, f"{a.name} crashed:\n" + "\n".join(crash)
-            assert status == 0, f"{a.name} exited {status}\n{a.describe()}"
+            a.stop_checked()
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,8 @@ from pathlib import Path
 
 import pytest
 
-from lib import agent as agent_mod
+from lib import process
+from lib import server as lib_server
 import agents as agents_mod
 import checks
 import dashboard
@@ -133,18 +134,17 @@ def hosts(env, stack, imported, agent, proxied_agent, proxy, scenario):
     # then the proxy fetches its configuration and the active agent its item list.
     time.sleep(3)
     proxy.reload_config(dict(os.environ))
-    active_agent = agents_mod.ActiveAgent(env.agentd, env.so, active.name, stack.server.port)
-    stack.timings["active zabbix_agentd"] = active_agent.start(dict(os.environ))
+    active_agent = agents_mod.MonitoredAgent(
+        process.HostRoot(), str(process.private_dir("zbx-active-agent-")), "6.0", active.name,
+        "active", stack.server.port, None, env.so, binary=env.agentd, refresh=60)
+    stack.timings["active zabbix_agentd"] = active_agent.start(env.get)
     try:
         yield [passive, active, proxied]
     finally:
-        crash = [ln for ln in active_agent.log_text().splitlines()
-                 if any(p.lower() in ln.lower() for p in agent_mod.CRASH_PATTERNS)]
-        status = active_agent.stop()
-        describe = active_agent.describe()
-        shutil.rmtree(active_agent.dir, ignore_errors=True)
-        assert not crash, "active agent crashed:\n" + "\n".join(crash)
-        assert status == 0, f"active agent exited {status}\n{describe}"
+        try:
+            active_agent.stop_checked()
+        finally:
+            shutil.rmtree(active_agent.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -279,13 +279,11 @@ def test_listen_queue_rates(stack, hosts, collected, counters_before):
 
 
 def test_graph_png(stack, hosts, collected):
-    from stack import WebSession
-
     [h] = [h for h in hosts if h.kind == "passive"]
     graphs = stack.api.call("graph.get", {"hostids": h.hostid, "output": ["graphid"],
                                           "filter": {"name": "TCP connection states"}})
     assert len(graphs) == 1, graphs
-    web = WebSession(stack.frontend, stack.activity)
+    web = lib_server.WebSession(stack.frontend, stack.activity)
     web.login()
     path = (f"chart2.php?graphid={graphs[0]['graphid']}&from=now-{_period(collected)}s&to=now"
             f"&width=900&height=300&profileIdx=web.charts.filter")
