@@ -207,12 +207,12 @@ pub fn answer(
         }
         ItemRequest::NetnsAll => netns::all(context, worker).map(ItemValue::Text),
         ItemRequest::Version => Ok(ItemValue::Text(env!("CARGO_PKG_VERSION").to_owned())),
-        ItemRequest::Info => Ok(ItemValue::Text(info(context))),
+        ItemRequest::Info => Ok(ItemValue::Text(info(context, worker))),
     }
 }
 
 /// `linux_status[info]` for this process.
-fn info(context: &Context<'_>) -> String {
+fn info(context: &Context<'_>, worker: &Worker) -> String {
     let process = context.process;
     report::info(&report::Info {
         version: env!("CARGO_PKG_VERSION"),
@@ -227,6 +227,8 @@ fn info(context: &Context<'_>) -> String {
         config_file_present: context.settings_present,
         process_id: std::process::id(),
         keys: &registry::METRICS,
+        netns_table_interval_s: context.netns_table_interval.as_secs(),
+        netns_pass: worker.netns.last_pass(),
     })
 }
 

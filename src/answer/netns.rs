@@ -125,6 +125,19 @@ pub struct NetnsCache {
     text: String,
 }
 
+impl NetnsCache {
+    /// What the last pass skipped, for `linux_status[info]`.
+    pub fn last_pass(&self) -> Option<report::NetnsPass<'_>> {
+        self.discovery.as_ref().map(|(_, found)| report::NetnsPass {
+            namespaces: found.rows.len(),
+            processes: found.processes,
+            gone: found.gone,
+            unreadable: found.unreadable,
+            hidepid: found.hidepid.as_deref(),
+        })
+    }
+}
+
 /// What a selector chooses: see [`select`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Selected<'a> {

@@ -74,6 +74,10 @@ def test_all_namespaces_in_one_json(netns_agent, held):
     nsl.check_all_namespaces_in_one_json(ask(netns_agent), held)
 
 
+def test_info_reports_the_last_pass(netns_agent):
+    nsl.check_info_reports_the_last_pass(ask(netns_agent))
+
+
 def test_selectors_that_name_nothing_or_too_much_are_refused(netns_agent, held):
     nsl.check_selectors_that_name_nothing_or_too_much_are_refused(ask(netns_agent), held)
 

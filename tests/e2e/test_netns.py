@@ -97,6 +97,10 @@ def test_all_namespaces_in_one_json(agent, held):
     nsl.check_all_namespaces_in_one_json(lambda k: get(agent, k), held)
 
 
+def test_info_reports_the_last_pass(agent):
+    nsl.check_info_reports_the_last_pass(lambda k: get(agent, k))
+
+
 def test_selectors_that_name_nothing_or_too_much_are_refused(agent, held):
     nsl.check_selectors_that_name_nothing_or_too_much_are_refused(lambda k: get(agent, k), held)
 

@@ -250,6 +250,21 @@ def check_all_namespaces_in_one_json(ask, held):
             assert counters["inuse"] == 0 and counters["CurrEstab"] == 0, counters
 
 
+def check_info_reports_the_last_pass(ask):
+    """linux_status[info] says what the answering worker's last pass over /proc skipped (each
+    worker has its own: asked until one that made a pass answers)."""
+    for _ in range(20):
+        value(ask, "linux_status[netns_discovery]")
+        info = json.loads(value(ask, "linux_status[info]"))
+        if info["netns_last_pass"] is not None:
+            last = info["netns_last_pass"]
+            assert last["namespaces"] >= 1 and last["processes"] >= last["namespaces"], info
+            assert last["processes_unreadable"] == 0 and last["hidepid"] is None, info
+            assert isinstance(info["netns_table_interval_s"], int), info
+            return
+    raise AssertionError("no worker reported a pass over /proc in linux_status[info]")
+
+
 def check_selectors_that_name_nothing_or_too_much_are_refused(ask, held):
     for key, phrase in (
         ("linux_status[netns_summary,1]", "No network namespace matches \"1\""),
