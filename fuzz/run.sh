@@ -2,7 +2,8 @@
 # Fuzz one target of linux_status for a bounded time, on the STABLE Rust toolchain.
 #
 #   fuzz/run.sh TARGET [SECONDS]   TARGET: proc_parser | key_grammar | netlink_reply |
-#                                  agent2_protocol | config_parser | all (default 60 s)
+#                                  agent2_protocol | config_parser | cgroup_path | all
+#                                  (default 60 s)
 #
 # How it works without nightly or cargo-fuzz: the libfuzzer-sys crate compiles LLVM's
 # libFuzzer from its bundled C++ sources (needs a C++ compiler), and rustc's stable codegen
@@ -24,11 +25,11 @@ FUZZ_DIR="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$FUZZ_DIR")"
 TARGET="${1:-}"
 SECONDS_PER_TARGET="${2:-60}"
-TARGETS=(proc_parser key_grammar netlink_reply agent2_protocol config_parser)
+TARGETS=(proc_parser key_grammar netlink_reply agent2_protocol config_parser cgroup_path)
 
-usage() { echo "usage: $0 {proc_parser|key_grammar|netlink_reply|agent2_protocol|config_parser|all} [SECONDS]" >&2; exit 2; }
+usage() { echo "usage: $0 {proc_parser|key_grammar|netlink_reply|agent2_protocol|config_parser|cgroup_path|all} [SECONDS]" >&2; exit 2; }
 case "$TARGET" in
-    proc_parser|key_grammar|netlink_reply|agent2_protocol|config_parser) RUN=("$TARGET") ;;
+    proc_parser|key_grammar|netlink_reply|agent2_protocol|config_parser|cgroup_path) RUN=("$TARGET") ;;
     all) RUN=("${TARGETS[@]}") ;;
     *) usage ;;
 esac
@@ -182,6 +183,7 @@ seed_config_parser() {
     emit '\x00# c\n  Backend = proc  \n\nSnapshotLifetime=60000'
     emit '\x00Backend=ebpf\n'
     emit '\x00SnapshotLifetime=60001\nSnapshotLifetime=+5\nSnapshotLifetime=-1'
+    emit '\x00NetnsTableInterval=0\nNetnsTableInterval=3600\nNetnsTableInterval=3601'
     emit '\x00Timeout=3\n'
     emit '\x00Backend\n'
     emit '\x00Backend=proc\x00\n'
@@ -192,6 +194,29 @@ seed_config_parser() {
     emit '\x01{"Name":"LinuxStatus","Nodes":[{"Name":"Backend","Nodes":[{"Value":"bmV0bGluaw==","Line":12}],"Line":12}]}'
     emit '\x01{"Name":"LinuxStatus","Nodes":[{"Name":"SnapshotLifetime","Nodes":[{"Value":"MjUw","Line":3},{"Value":"LTE=","Line":4}],"Line":3},{"Name":"System","Nodes":[{"Name":"Path","Nodes":[{"Value":"L3g=","Line":1}],"Line":1}],"Line":1}]}'
     emit '\x01{"Name":"LinuxStatus","Nodes":[{"Name":"Backend","Nodes":[{"Value":"cHJvYwA=","Line":99999999}],"Line":1}]}'
+    echo "$i"
+}
+
+# cgroup_path input: a /proc/<pid>/cgroup file (or a stat line). Seeds: every row of the
+# pattern table (src/model/netns.rs), a cgroup v1 file, a stat line with an odd name.
+seed_cgroup_path() {
+    local dir="$1" i=0 hex=4f1d3c2b4f1d3c2b4f1d3c2b4f1d3c2b4f1d3c2b4f1d3c2b4f1d3c2b4f1d3c2b
+    emit() { printf '%s' "$1" >"$dir/seed-$i"; i=$((i + 1)); }
+    emit "0::/system.slice/docker-$hex.scope"
+    emit "0::/docker/$hex"
+    emit "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1b2c3d4e_0000_4000_8000_123456789abc.slice/cri-containerd-$hex.scope"
+    emit "0::/kubepods.slice/kubepods-pod1b2c.slice/crio-$hex.scope"
+    emit "0::/kubepods/burstable/pod1b2c3d4e-0000/$hex"
+    emit "0::/machine.slice/libpod-$hex.scope/container"
+    emit "0::/libpod_parent/$hex"
+    emit "0::/lxc.payload.web1/init.scope"
+    emit "0::/lxc/web1"
+    emit "0::/machine.slice/machine-deb12.scope/payload"
+    emit "0::/system.slice/nginx.service"
+    emit "0::/init.scope"
+    emit "0::/"
+    emit "$(printf '12:pids:/x\n1:name=systemd:/system.slice/b.service\n')"
+    emit "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000"
     echo "$i"
 }
 

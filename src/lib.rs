@@ -69,6 +69,7 @@ mod ffi;
 /// Answering a request: [`answer()`] with a [`Context`] (how), the front end's [`Process`]
 /// and a [`Worker`] (the state it owns).
 pub use answer::error::{AnswerError, Event, EventSink, NoEvents};
+pub use answer::netns::NetnsSnapshot;
 pub use answer::snapshot::SharedSnapshot;
 pub use answer::walk::probe_auto_fallback;
 pub use answer::{answer, Context, ItemValue, Process, Source, Worker};
@@ -118,6 +119,12 @@ pub mod registry {
 
 /// The one quoting helper for any value a message echoes.
 pub use model::text::quote;
+
+/// The cgroup-path classifier and the stat-line reader of namespace discovery (for their fuzz
+/// target).
+pub mod netns {
+    pub use crate::model::netns::{cgroup_path, classify, stat_fields, Classified, Runtime};
+}
 
 /// The netlink sock_diag reply parser (for its fuzz target).
 pub mod netlink {

@@ -84,6 +84,10 @@ LEGACY_UUIDS = {
 GROUP = {"uuid": "846977d1dfed4968bc5f8bdb363285bc", "name": "Templates/Operating systems"}
 
 MASTER_KEY = "linux_status[tcp_summary]"
+# Network namespaces (containers): one master item with every namespace, one LLD rule.
+NETNS_MASTER_KEY = "linux_status[netns_all]"
+NETNS_DISCOVERY_KEY = "linux_status[netns_discovery]"
+NETNS_STATES = ("ESTABLISHED", "SYN_RECV", "TIME_WAIT", "CLOSE_WAIT", "FIN_WAIT2", "LISTEN")
 STATES = ("ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE",
           "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING")
 SS_NAMES = {"ESTABLISHED": "ESTAB", "SYN_SENT": "SYN-SENT", "SYN_RECV": "SYN-RECV",
@@ -129,6 +133,18 @@ MACROS = [
     ("{$LINUX_STATUS.ACCEPT_QUEUE.MAX}", "50",
      "Accept-queue depth of a listening port above which, for 5m, the port's trigger fires. "
      "Set per port with a context: {$LINUX_STATUS.ACCEPT_QUEUE.MAX:\"8080\"}."),
+    ("{$LINUX_STATUS.NETNS.INTERVAL}", "1m",
+     "Polling interval of linux_status[netns_all] (every network namespace's cheap counters, "
+     "and its state table, read at most once per the module's NetnsTableInterval)."),
+    ("{$LINUX_STATUS.NETNS.DISCOVERY.INTERVAL}", "5m",
+     "Polling interval of the network namespace discovery linux_status[netns_discovery]."),
+    ("{$LINUX_STATUS.NETNS.CLOSE_WAIT.MAX}", "50",
+     "CLOSE_WAIT sockets in one network namespace above which, for all of "
+     "{$LINUX_STATUS.NETNS.CLOSE_WAIT.PERIOD} and still growing, the namespace's trigger fires."),
+    ("{$LINUX_STATUS.NETNS.CLOSE_WAIT.PERIOD}", "15m",
+     "How long a namespace's CLOSE_WAIT must stay above {$LINUX_STATUS.NETNS.CLOSE_WAIT.MAX}."),
+    ("{$LINUX_STATUS.NETNS.SYN_RECV.MAX}", "100",
+     "SYN_RECV sockets in one network namespace above which, for 5m, its trigger fires."),
     ("{$LINUX_STATUS.NODATA.TIMEOUT}", "30m",
      "How long without any value from linux_status[tcp_summary] before the no-data trigger "
      "fires."),
@@ -158,6 +174,11 @@ ADVICE = {
               "server or proxy.",
     "accept_queue": "That service is slow to accept(); compare with its backlog "
                     "(`ss -ltn` Send-Q). Tune per port with the macro context.",
+    "netns_close_wait": "One container's (namespace's) application leaks connections: "
+                        "the peers closed, it never called close(), and the count still grows. "
+                        "The namespace's runtime and container id are in the item's tags.",
+    "netns_syn_recv": "Half-open connections pile up behind a listener in one container: "
+                      "a SYN flood aimed at it, or its clients cannot finish the handshake.",
 }
 
 
@@ -406,6 +427,117 @@ def model(flavour: str) -> dict:
         "preprocessing": [{"type": "JSONPATH", "parameters": ["$.ports"]}],
     }
 
+    # -- network namespaces: LLD of linux_status[netns_discovery], items cut from netns_all --
+    netns_master = {"uuid": uid(flavour, f"item:{NETNS_MASTER_KEY}"),
+                    "name": "Get TCP states of every network namespace"}
+    if f["master_type"]:
+        netns_master["type"] = f["master_type"]
+    netns_master.update({
+        "key": NETNS_MASTER_KEY, "delay": "{$LINUX_STATUS.NETNS.INTERVAL}", "history": "0",
+        "trends": "0", "value_type": "TEXT",
+        "description": "One JSON object keyed by network namespace id ({#NETNS}): each "
+                       "namespace's cheap counters (sockstat, snmp, netstat; read every poll) "
+                       "and its per-state table (read at most once per the module's "
+                       "NetnsTableInterval, with its age). Feeds the namespace prototypes; "
+                       "not stored.",
+        "tags": [{"tag": "component", "value": "raw"}],
+    })
+    items.append(netns_master)
+
+    def ns_tags(state=None):
+        t = [*net, {"tag": "netns", "value": "{#NETNS}"},
+             {"tag": "container", "value": "{#NETNS.RUNTIME} {#NETNS.CONTAINER}"}]
+        if state:
+            t.append({"tag": "tcp-state", "value": state})
+        return t
+
+    def ns_key(member):
+        return f"linux_status.netns.state[{{#NETNS}},{member}]"
+
+    def ns_proto(member, name, description, tags, path, triggers=None, extra_pre=(),
+                 value_type=None, units=None):
+        key = ns_key(member) if path.startswith("states.") else \
+            f"linux_status.netns.counter[{{#NETNS}},{member}]"
+        p = _dependent(flavour, f"proto:{key}", name, key, f"$.netns['{{#NETNS}}'].{path}",
+                       description, tags, extra_pre=extra_pre, value_type=value_type,
+                       units=units)
+        p["master_item"] = {"key": NETNS_MASTER_KEY}
+        # A table not read yet (states null) or a namespace just gone: no value, never 0.
+        p["preprocessing"][0]["error_handler"] = "DISCARD_VALUE"
+        if triggers:
+            p["trigger_prototypes"] = triggers
+        return p
+
+    cw_key = ns_key("CLOSE_WAIT")
+    sr_key = ns_key("SYN_RECV")
+    ns_close_wait = _trigger(
+        flavour, "tproto:netns_close_wait",
+        "Namespace {#NETNS} ({#NETNS.RUNTIME} {#NETNS.CONTAINER}): CLOSE_WAIT keeps growing "
+        "(over {$LINUX_STATUS.NETNS.CLOSE_WAIT.MAX} for {$LINUX_STATUS.NETNS.CLOSE_WAIT.PERIOD})",
+        f"min({ref(cw_key)},{{$LINUX_STATUS.NETNS.CLOSE_WAIT.PERIOD}})"
+        f">{{$LINUX_STATUS.NETNS.CLOSE_WAIT.MAX}} and last({ref(cw_key)})"
+        f">=avg({ref(cw_key)},{{$LINUX_STATUS.NETNS.CLOSE_WAIT.PERIOD}})",
+        f"max({ref(cw_key)},5m)<{{$LINUX_STATUS.NETNS.CLOSE_WAIT.MAX}}",
+        "AVERAGE",
+        "In this network namespace the peers closed connections that the local application "
+        "never closed, and the count is still growing: a descriptor leak in that container.",
+        "capacity", "CLOSE_WAIT: {ITEM.LASTVALUE1}")
+    ns_syn_recv = _trigger(
+        flavour, "tproto:netns_syn_recv",
+        "Namespace {#NETNS} ({#NETNS.RUNTIME} {#NETNS.CONTAINER}): many half-open connections "
+        "in SYN_RECV (over {$LINUX_STATUS.NETNS.SYN_RECV.MAX} for 5m)",
+        f"min({ref(sr_key)},5m)>{{$LINUX_STATUS.NETNS.SYN_RECV.MAX}}",
+        f"max({ref(sr_key)},5m)<{{$LINUX_STATUS.NETNS.SYN_RECV.MAX}}",
+        "WARNING",
+        "Half-open incoming connections pile up in this network namespace: a SYN flood aimed "
+        "at its listener, or clients that cannot complete the handshake.",
+        "security", "SYN_RECV: {ITEM.LASTVALUE1}")
+    ns_triggers = {"CLOSE_WAIT": [ns_close_wait], "SYN_RECV": [ns_syn_recv]}
+    ns_protos = [ns_proto(
+        st, f"Namespace {{#NETNS}} ({{#NETNS.COMM}}): TCP sockets in {st}",
+        f"Number of TCP sockets in state {st} in network namespace {{#NETNS}} ({{#NETNS.RUNTIME}} "
+        "{#NETNS.CONTAINER}); from its last table (see states_age_ms).", ns_tags(st),
+        f"states.{st}", triggers=ns_triggers.get(st)) for st in NETNS_STATES]
+    ns_protos.append(ns_proto(
+        "TOTAL", "Namespace {#NETNS} ({#NETNS.COMM}): TCP sockets (all states)",
+        "Number of TCP sockets in any state in network namespace {#NETNS}.", ns_tags(),
+        "states.TOTAL"))
+    ns_protos.append(ns_proto(
+        "states_age", "Namespace {#NETNS} ({#NETNS.COMM}): age of the state table",
+        "How old the namespace's state table is: it is read at most once per the module's "
+        "NetnsTableInterval (each read walks the host's established hash).", ns_tags(),
+        "states_age_ms", value_type="FLOAT", units="s",
+        extra_pre=({"type": "MULTIPLIER", "parameters": ["0.001"]},)))
+    ns_protos.append(ns_proto(
+        "CurrEstab", "Namespace {#NETNS} ({#NETNS.COMM}): CurrEstab",
+        "The namespace's Tcp CurrEstab counter (/proc/<pid>/net/snmp: ESTABLISHED and "
+        "CLOSE_WAIT on recent kernels), read on every poll.", ns_tags(), "counters.CurrEstab"))
+    ns_protos.append(ns_proto(
+        "ListenOverflows", "Namespace {#NETNS} ({#NETNS.COMM}): ListenOverflows per second",
+        "The namespace's TcpExt ListenOverflows counter per second (full accept queues).",
+        [*ns_tags(), {"tag": "component", "value": "listen-queue"}], "counters.ListenOverflows",
+        value_type="FLOAT", units="/s",
+        extra_pre=({"type": "CHANGE_PER_SECOND", "parameters": [""]},)))
+    ns_rule_type = {"type": f["master_type"]} if f["master_type"] else {}
+    ns_rule = {
+        "uuid": uid(flavour, "rule:linux_status.netns.discovery"),
+        "name": "Network namespaces (containers)", **ns_rule_type,
+        "key": NETNS_DISCOVERY_KEY, "delay": "{$LINUX_STATUS.NETNS.DISCOVERY.INTERVAL}",
+        "lifetime": "1d",
+        "description": "One entry per network namespace that holds a process (the host's, "
+                       "every container's): {#NETNS} its id, {#NETNS.RUNTIME} and "
+                       "{#NETNS.CONTAINER} from its cgroup path, {#NETNS.COMM} its "
+                       "representative process. Items are cut from linux_status[netns_all].",
+        "item_prototypes": ns_protos,
+        "graph_prototypes": [{
+            "uuid": uid(flavour, "gproto:netns"),
+            "name": "Namespace {#NETNS} ({#NETNS.COMM}): connections by state",
+            "graph_items": [{"sortorder": str(i), "color": STATE_COLORS[st],
+                             "item": {"host": tpl, "key": ns_key(st)}}
+                            for i, st in enumerate(x for x in NETNS_STATES if x != "LISTEN")],
+        }],
+    }
+
     # -- dashboard (6.0 grid: 24 columns, rows of 70 px: 12 rows, 840 px, fit 1920x1080 below
     # the frontend's header and time selector) -------------------------------------------
     def graph_widget(name, graph, x, y, w, h):
@@ -437,6 +569,11 @@ def model(flavour: str) -> dict:
             prototype_widget("Per listening port: connections by state", 0, 5, 24, 4, 4,
                              graph="Port {#PORT}: connections by state"),
             prototype_widget("Per listening port: accept queue", 0, 9, 24, 3, 6, item=aq_key),
+        ]}, {"name": "Network namespaces", "widgets": [
+            prototype_widget("Per network namespace: connections by state", 0, 0, 24, 8, 3,
+                             graph="Namespace {#NETNS} ({#NETNS.COMM}): connections by state"),
+            prototype_widget("Per network namespace: CLOSE_WAIT", 0, 8, 24, 4, 6,
+                             item=cw_key),
         ]}],
     }
 
@@ -448,7 +585,7 @@ def model(flavour: str) -> dict:
         "description": description(flavour),
         "groups": [{"name": GROUP["name"]}],
         "items": items,
-        "discovery_rules": [rule],
+        "discovery_rules": [rule, ns_rule],
         "tags": [{"tag": "class", "value": "os"}, {"tag": "target", "value": "linux"}],
         "macros": [{"macro": m, "value": v, "description": d} for m, v, d in MACROS],
         "dashboards": [dashboard],
@@ -560,7 +697,7 @@ def trigger_table() -> list[str]:
     for item in doc["items"]:
         for t in item.get("triggers", []):
             triggers.append((t, item["key"]))
-    protos = [(t, p["key"]) for p in doc["discovery_rules"][0]["item_prototypes"]
+    protos = [(t, p["key"]) for r in doc["discovery_rules"] for p in r["item_prototypes"]
               for t in p.get("trigger_prototypes", [])]
     ids = {v: k.split(":", 1)[1] for k, v in LEGACY_UUIDS.items() if k.startswith(("trigger:",
                                                                                   "tproto:"))}
@@ -647,6 +784,13 @@ def readme() -> str:
     for p in doc["discovery_rules"][0]["item_prototypes"]:
         r = row(p).split(" | ")
         lines.append(" | ".join([r[0], r[1], r[3], r[4]]))
+    lines += ["", "Discovery rule `linux_status[netns_discovery]` (agent item, one row per network "
+              "namespace), item prototypes (dependent on `linux_status[netns_all]`; a table not "
+              "read yet or a namespace gone discards the value, never stores 0):", "",
+              "| name | key | preprocessing | tags |", "|---|---|---|---|"]
+    for p in doc["discovery_rules"][1]["item_prototypes"]:
+        r = row(p).split(" | ")
+        lines.append(" | ".join([r[0], r[1], r[3], r[4]]))
     lines += [
         "", "Value maps: none; no item returns a code (every value is a count or a rate).", "",
         "## Dashboard \"TCP states\"", "",
@@ -656,6 +800,8 @@ def readme() -> str:
         "Graphs: \"TCP connection states\" (stacked; LISTEN and CLOSE are not connections and",
         "are left out), \"TCP listen queue drops\", and the prototype \"Port {#PORT}: connections",
         "by state\".", "",
+        "A second page, \"Network namespaces\": one connections-by-state graph per discovered",
+        "namespace (container), and each namespace's CLOSE_WAIT.", "",
     ]
     return "\n".join(lines)
 

@@ -23,7 +23,8 @@ const LIMIT: usize = 16 * 1024;
 /// The rules, naively: lines split on `\n`; past LIMIT bytes of text (newlines not counted)
 /// an error; each line UTF-8, trimmed; blank and `#` lines skipped; `Name=Value` split at the
 /// first `=`, both trimmed; Backend one of three words, SnapshotLifetime decimal
-/// milliseconds up to 60000 (an optional `+`, as Rust's integer parsing takes it).
+/// milliseconds up to 60000, NetnsTableInterval decimal seconds up to 3600 (an optional `+`,
+/// as Rust's integer parsing takes it).
 fn reference(bytes: &[u8]) -> Result<Config, usize> {
     let mut config = Config::default();
     let mut total = 0;
@@ -43,21 +44,12 @@ fn reference(bytes: &[u8]) -> Result<Config, usize> {
             ("Backend", "proc") => config.backend = Backend::Proc,
             ("Backend", "netlink") => config.backend = Backend::Netlink,
             ("SnapshotLifetime", digits) => {
-                let digits = digits.strip_prefix('+').unwrap_or(digits);
-                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(line_number);
-                }
-                let mut ms: u64 = 0;
-                for b in digits.bytes() {
-                    ms = ms
-                        .checked_mul(10)
-                        .and_then(|m| m.checked_add(u64::from(b - b'0')))
-                        .ok_or(line_number)?;
-                }
-                if ms > 60_000 {
-                    return Err(line_number);
-                }
+                let ms = decimal(digits, 60_000).ok_or(line_number)?;
                 config.snapshot_lifetime = Duration::from_millis(ms);
+            }
+            ("NetnsTableInterval", digits) => {
+                let seconds = decimal(digits, 3600).ok_or(line_number)?;
+                config.netns_table_interval = Duration::from_secs(seconds);
             }
             _ => return Err(line_number),
         }
@@ -65,8 +57,25 @@ fn reference(bytes: &[u8]) -> Result<Config, usize> {
     Ok(config)
 }
 
+/// Decimal digits (an optional `+`, as Rust's integer parsing takes it) up to `max`.
+fn decimal(digits: &str, max: u64) -> Option<u64> {
+    let digits = digits.strip_prefix('+').unwrap_or(digits);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for b in digits.bytes() {
+        value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    (value <= max).then_some(value)
+}
+
 fn check_message(message: &str, prefix: &str) {
-    assert!(message.len() <= MAX_MESSAGE, "unbounded message: {} bytes", message.len());
+    assert!(
+        message.len() <= MAX_MESSAGE,
+        "unbounded message: {} bytes",
+        message.len()
+    );
     assert!(
         message.bytes().all(|b| (b' '..=b'~').contains(&b)),
         "unescaped byte in {message:?}"

@@ -24,7 +24,7 @@ use libfuzzer_sys::fuzz_target;
 use linux_status::settings::Tables;
 use linux_status::{
     answer, parse_params, Backend, Context, Deadline, FilterParams, ItemRequest, ItemValue,
-    NoEvents, PortParam, Process, TcpState, Worker,
+    NetnsSnapshot, NoEvents, PortParam, Process, TcpState, Worker,
 };
 
 #[path = "../../tests/common/fixture_expected.rs"]
@@ -45,6 +45,7 @@ struct Fixture {
     tables: Tables,
     counts: Vec<(TcpState, u64)>,
     process: Process,
+    netns: NetnsSnapshot,
 }
 
 /// mixed-small's tcp and tcp6 plus NETSTAT, copied into a private temporary directory that
@@ -72,12 +73,14 @@ fn fixture() -> &'static Fixture {
             tables,
             counts,
             process: Process::new(),
+            netns: NetnsSnapshot::default(),
         }
     })
 }
 
 /// Which requests may fail on a valid fixture: a TcpExt counter name may be missing, and a
-/// service name unknown to the resolver (names are resolved when answering).
+/// service name unknown to the resolver (names are resolved when answering); the namespace
+/// keys read /proc itself.
 fn may_fail(request: &ItemRequest) -> bool {
     let names_a_service = |filter: &FilterParams| {
         [&filter.local_port, &filter.remote_port]
@@ -90,6 +93,12 @@ fn may_fail(request: &ItemRequest) -> bool {
         ItemRequest::CgroupDiscovery
         | ItemRequest::CgroupSummary
         | ItemRequest::CgroupStatus { .. } => true,
+        // The namespace keys read the live /proc, not the fixture, and a selector may name
+        // no namespace.
+        ItemRequest::NetnsDiscovery
+        | ItemRequest::NetnsSummary { .. }
+        | ItemRequest::NetnsStatus { .. }
+        | ItemRequest::NetnsAll => true,
         ItemRequest::TcpStatus { filter, .. } | ItemRequest::TcpSummary { filter } => {
             names_a_service(filter)
         }
@@ -130,6 +139,9 @@ fuzz_target!(|input: &[u8]| {
         backend: fixture.tables.backend(Backend::Auto),
         snapshot_lifetime: Duration::from_secs(60),
         shared_snapshot: None,
+        // The namespace keys read the live /proc: each table once an hour keeps the runs fast.
+        netns_table_interval: Duration::from_secs(3600),
+        netns_snapshot: Some(&fixture.netns),
         process: &fixture.process,
         deadline: Deadline::none(),
         settings_from: "",
@@ -155,6 +167,23 @@ fuzz_target!(|input: &[u8]| {
                 && text.ends_with('}'),
             "{text}"
         );
+        return;
+    }
+    if matches!(
+        request,
+        ItemRequest::NetnsDiscovery
+            | ItemRequest::NetnsAll
+            | ItemRequest::NetnsSummary { .. }
+            | ItemRequest::NetnsStatus { .. }
+    ) {
+        // The live /proc, not the fixture: ages and process counts move between two answers.
+        for answered in [&first, &again] {
+            match answered {
+                Err(message) => check_message(message, &params),
+                Ok(ItemValue::Text(text)) => assert!(text.starts_with(['{', '['])),
+                Ok(ItemValue::Unsigned(_)) => {}
+            }
+        }
         return;
     }
     assert_eq!(first, again, "a second answer for {params:?}");

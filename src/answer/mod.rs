@@ -15,6 +15,7 @@
 pub mod cgroup;
 pub mod error;
 pub mod listen;
+pub mod netns;
 pub mod report;
 pub mod snapshot;
 pub mod walk;
@@ -34,6 +35,7 @@ use crate::setup::config::Backend;
 use crate::source::netstat;
 use crate::source::proc::scan::ProcSources;
 use error::{AnswerError, EventSink};
+use netns::NetnsSnapshot;
 use report::ListenCounters;
 use snapshot::SharedSnapshot;
 use walk::fill_listen_table;
@@ -128,6 +130,10 @@ pub struct Context<'a> {
     pub snapshot_lifetime: Duration,
     /// The unfiltered counts shared by every worker of the agent, if the front end has them.
     pub shared_snapshot: Option<&'a SharedSnapshot>,
+    /// How old a namespace's table may be before `netns_all` reads it again.
+    pub netns_table_interval: Duration,
+    /// The per-namespace tables shared by every worker, if the front end has them.
+    pub netns_snapshot: Option<&'a NetnsSnapshot>,
     pub process: &'a Process,
     pub deadline: Deadline,
     /// Where the settings came from, for `linux_status[info]`: a file, or the agent's own
@@ -200,13 +206,27 @@ pub fn answer(
             cgroup::status(context, &mut worker.scanner, work, cgroup, *state)
                 .map(ItemValue::Unsigned)
         }
+        ItemRequest::NetnsDiscovery => netns::discovery_json(context, worker).map(ItemValue::Text),
+        ItemRequest::NetnsSummary { selector, filter } => {
+            let filter = filter.resolve(&mut worker.services)?;
+            netns::summary(context, worker, selector, &filter).map(ItemValue::Text)
+        }
+        ItemRequest::NetnsStatus {
+            selector,
+            state,
+            filter,
+        } => {
+            let filter = filter.resolve(&mut worker.services)?;
+            netns::status(context, worker, selector, *state, &filter).map(ItemValue::Unsigned)
+        }
+        ItemRequest::NetnsAll => netns::all(context, worker).map(ItemValue::Text),
         ItemRequest::Version => Ok(ItemValue::Text(env!("CARGO_PKG_VERSION").to_owned())),
-        ItemRequest::Info => Ok(ItemValue::Text(info(context))),
+        ItemRequest::Info => Ok(ItemValue::Text(info(context, worker))),
     }
 }
 
 /// `linux_status[info]` for this process.
-fn info(context: &Context<'_>) -> String {
+fn info(context: &Context<'_>, worker: &Worker) -> String {
     let process = context.process;
     report::info(&report::Info {
         version: env!("CARGO_PKG_VERSION"),
@@ -221,6 +241,8 @@ fn info(context: &Context<'_>) -> String {
         config_file_present: context.settings_present,
         process_id: std::process::id(),
         keys: &registry::METRICS,
+        netns_table_interval_s: context.netns_table_interval.as_secs(),
+        netns_pass: worker.netns.last_pass(),
     })
 }
 

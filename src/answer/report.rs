@@ -105,6 +105,21 @@ pub struct Info<'a> {
     /// The first parameters this process answers (the key registry's metrics), so a server
     /// can see which keys a host's module or plugin knows before creating items for them.
     pub keys: &'a [&'a str],
+    pub netns_table_interval_s: u64,
+    /// What this worker's last pass over /proc for the netns keys skipped, if it made one.
+    pub netns_pass: Option<NetnsPass<'a>>,
+}
+
+/// The skips of one pass over /proc (see `source::netns::Discovery`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetnsPass<'a> {
+    pub namespaces: usize,
+    pub processes: u64,
+    /// Exited during the pass.
+    pub gone: u64,
+    /// Not allowed to look at (hidepid=1, permissions).
+    pub unreadable: u64,
+    pub hidepid: Option<&'a str>,
 }
 
 /// `{"version":"0.2.0","api_version":2,"backend_configured":"auto","backend_in_use":"netlink",
@@ -140,7 +155,27 @@ pub fn info(info: &Info<'_>) -> String {
         }
         write_json_string(&mut json, key);
     }
-    json.push_str("]}");
+    let _ = write!(
+        json,
+        "],\"netns_table_interval_s\":{},\"netns_last_pass\":",
+        info.netns_table_interval_s
+    );
+    match info.netns_pass {
+        None => json.push_str("null"),
+        Some(pass) => {
+            let _ = write!(
+                json,
+                "{{\"namespaces\":{},\"processes\":{},\"processes_gone\":{},\"processes_unreadable\":{},\"hidepid\":",
+                pass.namespaces, pass.processes, pass.gone, pass.unreadable
+            );
+            match pass.hidepid {
+                Some(value) => write_json_string(&mut json, value),
+                None => json.push_str("null"),
+            }
+            json.push('}');
+        }
+    }
+    json.push('}');
     json
 }
 
@@ -255,10 +290,12 @@ mod tests {
             config_file_present: false,
             process_id: 42,
             keys: &["tcp_status", "info"],
+            netns_table_interval_s: 60,
+            netns_pass: None,
         });
         assert_eq!(
             text,
-            r#"{"version":"0.2.0","api_version":2,"backend_configured":"auto","backend_in_use":"proc","fallback_reason":"socket refused: \"x\"\\\u000a","snapshot_lifetime_ms":1000,"config_file":"/etc/zabbix/linux_status.conf","config_file_present":false,"process_id":42,"keys":["tcp_status","info"]}"#
+            r#"{"version":"0.2.0","api_version":2,"backend_configured":"auto","backend_in_use":"proc","fallback_reason":"socket refused: \"x\"\\\u000a","snapshot_lifetime_ms":1000,"config_file":"/etc/zabbix/linux_status.conf","config_file_present":false,"process_id":42,"keys":["tcp_status","info"],"netns_table_interval_s":60,"netns_last_pass":null}"#
         );
     }
 }

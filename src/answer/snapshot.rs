@@ -177,7 +177,7 @@ impl Claim {
 }
 
 impl<const N: usize> Slot<N> {
-    fn new() -> Slot<N> {
+    pub(crate) fn new() -> Slot<N> {
         Slot {
             sequence: AtomicU64::new(0),
             taken_at: AtomicU64::new(0),

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::answer::cgroup::CgroupWork;
 use crate::answer::error::AnswerError;
 use crate::answer::listen::ListenTable;
+use crate::answer::netns::NetnsCache;
 use crate::answer::snapshot::{fresh, Lookup, SharedSnapshot};
 use crate::answer::walk::walk_and_count;
 use crate::answer::Context;
@@ -38,6 +39,7 @@ pub struct Worker {
     pub(crate) services: ServiceCache,
     /// The per-cgroup table and path cache, allocated on the first cgroup request.
     pub(crate) cgroups: Option<Box<CgroupWork>>,
+    pub(crate) netns: NetnsCache,
 }
 
 /// One cache entry: the counts of sockets matching `filter`, for the states `covered`, of a

@@ -42,7 +42,7 @@ use linux_status::os::{effective_uid, peer_credentials};
 use linux_status::settings::{Tables, PROC_NET_DIR_VARIABLE};
 use linux_status::{
     answer, parse_config as parse, parse_params, probe_auto_fallback, quote, AnswerError, Config,
-    Context, Deadline, Event, EventSink, ItemValue, Process, SharedSnapshot, Worker,
+    Context, Deadline, Event, EventSink, ItemValue, NetnsSnapshot, Process, SharedSnapshot, Worker,
 };
 
 const NAME: &str = "LinuxStatus";
@@ -71,6 +71,8 @@ struct Plugin {
     config: RwLock<Result<Config, String>>,
     /// One snapshot for all worker threads, so requests arriving together share a scan.
     shared: &'static SharedSnapshot,
+    /// One table per network namespace for all worker threads (netns_all).
+    netns_shared: &'static NetnsSnapshot,
     metrics: [(&'static str, &'static str); 1],
 }
 
@@ -157,6 +159,8 @@ impl Plugin {
             backend: self.tables.backend(config.backend),
             snapshot_lifetime: config.snapshot_lifetime,
             shared_snapshot: Some(self.shared),
+            netns_table_interval: config.netns_table_interval,
+            netns_snapshot: Some(self.netns_shared),
             process: &self.process,
             deadline,
             settings_from: SOURCE_NAME,
@@ -234,6 +238,7 @@ fn main() -> ExitCode {
         workers: Mutex::new(Vec::new()),
         config: RwLock::new(Ok(Config::default())),
         shared: Box::leak(Box::default()),
+        netns_shared: Box::leak(Box::default()),
         metrics: metrics(),
     };
     let ending = session::run(Arc::new(plugin), reader, writer, Limits::default());
@@ -304,6 +309,7 @@ mod tests {
             workers: Mutex::new(Vec::new()),
             config: RwLock::new(Ok(Config::default())),
             shared: Box::leak(Box::default()),
+            netns_shared: Box::leak(Box::default()),
             metrics: metrics(),
         }
     }

@@ -28,6 +28,7 @@ use std::time::Duration;
 use once_cell::sync::OnceCell;
 
 use crate::answer::error::{Event, EventSink};
+use crate::answer::netns::NetnsSnapshot;
 use crate::answer::snapshot::SharedSnapshot;
 use crate::answer::{self, Context, ItemValue, Process, Worker};
 use crate::model::deadline::Deadline;
@@ -46,6 +47,8 @@ struct Module {
     process: Process,
     /// The snapshot page every worker shares, if the kernel mapped it.
     shared: Option<&'static SharedSnapshot>,
+    /// The per-namespace tables every worker shares, if the kernel mapped them.
+    netns_shared: Option<&'static NetnsSnapshot>,
 }
 
 static MODULE: OnceCell<Module> = OnceCell::new();
@@ -64,6 +67,7 @@ fn module() -> &'static Module {
         settings: Settings::defaults(),
         process: Process::new(),
         shared: None,
+        netns_shared: None,
     })
 }
 
@@ -91,6 +95,8 @@ fn answer_item(params: &[&[u8]]) -> Result<ItemValue, String> {
         backend: settings.backend(),
         snapshot_lifetime: settings.config.snapshot_lifetime,
         shared_snapshot: module.shared,
+        netns_table_interval: settings.config.netns_table_interval,
+        netns_snapshot: module.netns_shared,
         process: &module.process,
         deadline: Deadline::after(timeout),
         settings_from: &settings_from,
@@ -159,6 +165,15 @@ fn map_shared_snapshot() -> Option<&'static SharedSnapshot> {
     unsafe { crate::sys::shared_memory::map_shared_zeroed::<SharedSnapshot>() }
 }
 
+/// The per-namespace table page (320 KiB, touched only where namespaces land), mapped before
+/// the fork like the snapshot page; None if the kernel refuses (each worker then reads the
+/// tables itself, still at most once per request).
+fn map_netns_snapshot() -> Option<&'static NetnsSnapshot> {
+    // SAFETY: NetnsSnapshot is atomic integers only (slots of the snapshot protocol), for
+    // which all-zero bytes are valid empty slots, and holds no pointers.
+    unsafe { crate::sys::shared_memory::map_shared_zeroed::<NetnsSnapshot>() }
+}
+
 /// Mandatory: the module API version this module implements.
 #[no_mangle]
 pub extern "C" fn zbx_module_api_version() -> c_int {
@@ -185,6 +200,7 @@ pub extern "C" fn zbx_module_init() -> c_int {
                     settings,
                     process: Process::new(),
                     shared: map_shared_snapshot(),
+                    netns_shared: map_netns_snapshot(),
                 })
             });
             match loaded {

@@ -5,6 +5,7 @@
 //! Imports: std only. Everything else may import it.
 
 pub mod deadline;
+pub mod netns;
 pub mod socket;
 pub mod state;
 pub mod text;

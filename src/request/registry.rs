@@ -15,6 +15,7 @@
 //! fuzz/dict/key_grammar.dict; at compile time: the plugin's description.
 
 use crate::model::state::TcpState;
+use crate::model::text::{quote, trim_spaces};
 use crate::request::filter::FilterParams;
 use crate::request::key::{parse_cgroup_path, parse_counter, parse_state, KeyError};
 
@@ -34,6 +35,22 @@ pub enum ItemRequest {
     ListenStats,
     /// `linux_status[tcp_ext,<counter>]`: one TcpExt counter of /proc/net/netstat.
     TcpExt { counter: String },
+    /// `linux_status[netns_discovery]`: LLD JSON of the network namespaces holding processes.
+    NetnsDiscovery,
+    /// `linux_status[netns_summary,<selector>,<laddr>,<lport>,<raddr>,<rport>]`: the
+    /// `tcp_summary` JSON of one network namespace.
+    NetnsSummary {
+        selector: String,
+        filter: FilterParams,
+    },
+    /// `linux_status[netns_status,<selector>,<state>,<laddr>,<lport>,<raddr>,<rport>]`.
+    NetnsStatus {
+        selector: String,
+        state: TcpState,
+        filter: FilterParams,
+    },
+    /// `linux_status[netns_all]`: every namespace's counters and state table as one JSON.
+    NetnsAll,
     /// `linux_status[version]`: the module's version, to check what an agent has loaded.
     Version,
     /// `linux_status[cgroup_discovery]`: LLD JSON of the cgroups holding TCP sockets.
@@ -164,7 +181,73 @@ pub const KEYS: &[KeyEntry] = &[
             })
         },
     },
+    KeyEntry {
+        metric: "netns_discovery",
+        usage: "linux_status[netns_discovery]",
+        description: "Low-level discovery of the network namespaces holding processes: one `{#NETNS}` row per namespace with its runtime, container id, cgroup path and a representative process.",
+        filters: false,
+        sample: "linux_status[netns_discovery]",
+        parse: |_, _| Ok(ItemRequest::NetnsDiscovery),
+    },
+    KeyEntry {
+        metric: "netns_summary",
+        usage: "linux_status[netns_summary,<selector>,<laddr>,<lport>,<raddr>,<rport>]",
+        description: "The tcp_summary JSON of one network namespace; `<selector>` is self, a `{#NETNS}` id, a unique container id prefix or a cgroup path.",
+        filters: true,
+        sample: "linux_status[netns_summary,self]",
+        parse: |rest, usage| {
+            Ok(ItemRequest::NetnsSummary {
+                selector: parse_selector(rest.first().copied().unwrap_or(b""), usage)?,
+                filter: filter(rest.get(1..).unwrap_or(&[]))?,
+            })
+        },
+    },
+    KeyEntry {
+        metric: "netns_status",
+        usage: "linux_status[netns_status,<selector>,<state>,<laddr>,<lport>,<raddr>,<rport>]",
+        description: "The number of TCP sockets in one state in one network namespace (`<selector>` as for netns_summary), optionally filtered.",
+        filters: true,
+        sample: "linux_status[netns_status,self,LISTEN]",
+        parse: |rest, usage| {
+            Ok(ItemRequest::NetnsStatus {
+                selector: parse_selector(rest.first().copied().unwrap_or(b""), usage)?,
+                state: parse_state(rest.get(1).copied().unwrap_or(b""), usage)?,
+                filter: filter(rest.get(2..).unwrap_or(&[]))?,
+            })
+        },
+    },
+    KeyEntry {
+        metric: "netns_all",
+        usage: "linux_status[netns_all]",
+        description: "Every network namespace keyed by its `{#NETNS}` id, as JSON for a master item: cheap counters on every poll, the state table at most once per NetnsTableInterval with its age.",
+        filters: false,
+        sample: "linux_status[netns_all]",
+        parse: |_, _| Ok(ItemRequest::NetnsAll),
+    },
 ];
+
+/// The longest `<selector>` accepted: a cgroup path as discovery reports it.
+pub const SELECTOR_MAX: usize = 512;
+
+/// A namespace `<selector>`: non-empty printable UTF-8 of at most `SELECTOR_MAX` bytes, kept
+/// as written (resolved against a pass over /proc when answered).
+fn parse_selector(raw: &[u8], usage: &str) -> Result<String, KeyError> {
+    let selector = trim_spaces(raw);
+    if selector.is_empty() {
+        return Err(KeyError::new(format!(
+            "Missing namespace selector: use {usage} with self, a {{#NETNS}} id of linux_status[netns_discovery], a container id prefix or a cgroup path."
+        )));
+    }
+    match std::str::from_utf8(selector) {
+        Ok(text) if selector.len() <= SELECTOR_MAX && !text.chars().any(char::is_control) => {
+            Ok(text.to_owned())
+        }
+        _ => Err(KeyError::new(format!(
+            "Invalid namespace selector \"{}\": expected printable text of at most {SELECTOR_MAX} bytes (self, a {{#NETNS}} id, a container id prefix or a cgroup path).",
+            quote(selector)
+        ))),
+    }
+}
 
 fn filter(params: &[&[u8]]) -> Result<FilterParams, KeyError> {
     FilterParams::from_params(params).map_err(KeyError::new)

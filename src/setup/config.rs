@@ -57,18 +57,27 @@ pub struct Config {
     /// How long a worker reuses a scan for later requests with the same filters; zero
     /// disables reuse.
     pub snapshot_lifetime: Duration,
+    /// How old a network namespace's per-state table may be before `netns_all` reads it
+    /// again (each read walks the host's whole established hash); zero: every request.
+    pub netns_table_interval: Duration,
 }
 
 /// The documented default snapshot lifetime.
 pub const DEFAULT_SNAPSHOT_LIFETIME: Duration = Duration::from_millis(1000);
 /// Longer reuse would hide changes an admin polls for; a minute is already generous.
 const MAX_SNAPSHOT_LIFETIME_MS: u64 = 60_000;
+/// The documented default table interval: a namespace's table is read at most once a minute,
+/// the usual interval of a Zabbix item.
+pub const DEFAULT_NETNS_TABLE_INTERVAL: Duration = Duration::from_secs(60);
+/// An hour: older tables would be history, not state.
+const MAX_NETNS_TABLE_INTERVAL_S: u64 = 3600;
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             backend: Backend::Auto,
             snapshot_lifetime: DEFAULT_SNAPSHOT_LIFETIME,
+            netns_table_interval: DEFAULT_NETNS_TABLE_INTERVAL,
         }
     }
 }
@@ -259,11 +268,24 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Config, ConfigError> {
                     })?;
                 config.snapshot_lifetime = Duration::from_millis(milliseconds);
             }
+            "NetnsTableInterval" => {
+                let seconds = value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|s| *s <= MAX_NETNS_TABLE_INTERVAL_S)
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "NetnsTableInterval must be seconds from 0 to {MAX_NETNS_TABLE_INTERVAL_S}, got \"{}\"",
+                            quote(value.as_bytes())
+                        ))
+                    })?;
+                config.netns_table_interval = Duration::from_secs(seconds);
+            }
             _ => {
                 return Err(fail(format!(
-                    "unknown parameter \"{}\" (known: Backend, SnapshotLifetime)",
-                    quote(name.as_bytes())
-                )))
+                "unknown parameter \"{}\" (known: Backend, SnapshotLifetime, NetnsTableInterval)",
+                quote(name.as_bytes())
+            )))
             }
         }
     }
@@ -291,6 +313,22 @@ mod tests {
         let config = parse_text("Backend=netlink\n  SnapshotLifetime = 0  \n").unwrap();
         assert_eq!(config.backend, Backend::Netlink);
         assert_eq!(config.snapshot_lifetime, Duration::ZERO);
+        assert_eq!(config.netns_table_interval, Duration::from_secs(60));
+        let config = parse_text("NetnsTableInterval=0").unwrap();
+        assert_eq!(config.netns_table_interval, Duration::ZERO);
+        let config = parse_text("NetnsTableInterval=3600").unwrap();
+        assert_eq!(config.netns_table_interval, Duration::from_secs(3600));
+        for bad in [
+            "NetnsTableInterval=3601",
+            "NetnsTableInterval=-1",
+            "NetnsTableInterval=1s",
+        ] {
+            let error = parse_text(bad).unwrap_err().0;
+            assert!(
+                error.contains("NetnsTableInterval must be seconds from 0 to 3600"),
+                "{error}"
+            );
+        }
         assert_eq!(parse_text("Backend=proc").unwrap().backend, Backend::Proc);
         assert_eq!(parse_text("Backend=auto").unwrap().backend, Backend::Auto);
     }
@@ -472,10 +510,14 @@ mod tests {
         let settings: String = sample
             .lines()
             .filter_map(|line| line.strip_prefix("# "))
-            .filter(|line| line.starts_with("Backend=") || line.starts_with("SnapshotLifetime="))
+            .filter(|line| {
+                ["Backend=", "SnapshotLifetime=", "NetnsTableInterval="]
+                    .iter()
+                    .any(|name| line.starts_with(name))
+            })
             .map(|line| format!("{line}\n"))
             .collect();
-        assert_eq!(settings.lines().count(), 2, "{settings}");
+        assert_eq!(settings.lines().count(), 3, "{settings}");
         assert_eq!(parse_text(&settings), Ok(Config::default()));
     }
 }

@@ -10,5 +10,6 @@
 pub mod cgroupfs;
 pub mod counters;
 pub mod netlink;
+pub mod netns;
 pub mod netstat;
 pub mod proc;

@@ -24,7 +24,7 @@ BAD_SETTINGS = {
     "Backend=ebpf": 'Backend must be auto, proc or netlink, got "ebpf"',
     "SnapshotLifetime=-1": "SnapshotLifetime must be milliseconds from 0 to 60000",
     "SnapshotLifetime=60001": "SnapshotLifetime must be milliseconds from 0 to 60000",
-    "Timeout=3": 'unknown parameter "Timeout" (known: Backend, SnapshotLifetime)',
+    "Timeout=3": 'unknown parameter "Timeout" (known: Backend, SnapshotLifetime, NetnsTableInterval)',
     "Nested.Name=x": 'unknown parameter "Nested.Name"',
 }
 

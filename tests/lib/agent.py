@@ -371,24 +371,29 @@ class Agent(AgentProcess):
 
     name = "zabbix_agentd"
 
-    def __init__(self, agentd: str, get_bin: str, cfg: AgentConfig) -> None:
+    def __init__(self, agentd: str, get_bin: str, cfg: AgentConfig,
+                 prefix: tuple[str, ...] = ()) -> None:
         super().__init__(process.HostRoot(), str(cfg.directory), cfg.log_file.name,
                          "agent.stdout")
         self.agentd = agentd
+        # Run under this command (AS_NOBODY: the agent as an unprivileged user).
+        self.prefix = prefix
         self.get_bin = get_bin
         self.cfg = cfg
         self.stdout_path = self.stdout
 
     def start(self) -> None:
-        self.start_agent([self.agentd, "-c", str(self.cfg.path), "-f"], agent_env(self.cfg),
+        self.start_agent([*self.prefix, self.agentd, "-c", str(self.cfg.path), "-f"],
+                         agent_env(self.cfg),
                          ping=zabbix_get_ping(self.get_bin, self.cfg.port))
 
 
 @contextlib.contextmanager
-def running_agent(agentd: str, get_bin: str, cfg: AgentConfig):
+def running_agent(agentd: str, get_bin: str, cfg: AgentConfig, prefix: tuple[str, ...] = ()):
     """A running zabbix_agentd with linux_status loaded, its pids recorded once every worker
-    is forked; on exit it must stop cleanly with no crash in its log."""
-    a = Agent(agentd, get_bin, cfg)
+    is forked; on exit it must stop cleanly with no crash in its log. `prefix`: a command to
+    run it under (AS_NOBODY)."""
+    a = Agent(agentd, get_bin, cfg, prefix)
     a.start()
     # Wait until the agent has forked every worker (collector + StartAgents listeners)
     # before taking the reference pid list.

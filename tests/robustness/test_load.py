@@ -79,6 +79,8 @@ def expectations(agent_port: int) -> dict[bytes, object]:
         b"linux_status[tcp_status,LISTEN]": b"6",
         b"linux_status[tcp_status,listen,127.0.0.1]": b"6",
         b"linux_status[tcp_status,LISTEN,::/0]": b"0",
+        # The agent's own namespace read through /proc/<pid>/net/tcp: the same table.
+        b"linux_status[netns_status,self,LISTEN]": b"6",
         b"linux_status[listen_discovery]": json.dumps(
             [{"{#PORT}": str(p)} for p in ports], separators=(",", ":")).encode(),
     }
@@ -111,6 +113,20 @@ def expectations(agent_port: int) -> dict[bytes, object]:
         return all(row["{#CGROUP}"].startswith("/") and row["{#CGROUP.ID}"].isdigit()
                    for row in rows)
 
+    def netns_discovery(value: bytes) -> bool:
+        rows = json.loads(value)
+        return sum(row["{#NETNS.AGENT}"] == "1" for row in rows) == 1
+
+    def netns_all(value: bytes) -> bool:
+        data = json.loads(value)
+        # The agent's namespace (the one whose counters show the 6 listeners' sockets): its
+        # table is exact, or still pending when another worker was reading it at that moment.
+        own = [ns for ns in data["netns"].values()
+               if ns["counters"] and ns["counters"]["inuse"] >= 6 and ns["states"] is not None
+               and ns["states"]["LISTEN"] == 6]
+        pending = [ns for ns in data["netns"].values() if ns["states"] is None]
+        return data["namespaces"] == len(data["netns"]) >= 1 and (len(own) >= 1 or pending)
+
     varying = {
         # Not exact under load, see the module docstring: counted in `estab_21001`.
         ESTAB_21001: number,
@@ -128,6 +144,9 @@ def expectations(agent_port: int) -> dict[bytes, object]:
         b"linux_status[cgroup_summary]": cgroup_summary,
         b"linux_status[cgroup_discovery]": cgroup_discovery,
         b"linux_status[cgroup_status,/,LISTEN]": number,
+        b"linux_status[netns_summary,self]": summary,
+        b"linux_status[netns_discovery]": netns_discovery,
+        b"linux_status[netns_all]": netns_all,
         b"agent.ping": lambda v: v == b"1",
     }
     return {**exact, **varying}

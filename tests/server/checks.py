@@ -117,7 +117,7 @@ def template_state(api, name: str) -> dict:
         "selectPreprocessing": ["type", "params"], "selectTags": ["tag", "value"],
     })
     rules = api.call("discoveryrule.get", {
-        "templateids": tid, "output": ["itemid", "key_", "type", "master_itemid", "uuid"],
+        "templateids": tid, "output": ["itemid", "key_", "type", "master_itemid", "uuid", "delay"],
         "selectLLDMacroPaths": ["lld_macro", "path"], "selectPreprocessing": ["type", "params"],
     })
     protos = api.call("itemprototype.get", {
@@ -174,8 +174,9 @@ def check_against_model(state: dict, name: str) -> None:
     want_type = ITEM_TYPES[model_items[SUMMARY_KEY].get("type")]
     assert (master["type"], master["value_type"], master["history"], master["delay"]) == (
         want_type, "4", "0", "{$LINUX_STATUS.INTERVAL}"), master
-    polled = [k for k, i in by_key.items() if i["type"] != "18"]
-    assert polled == [SUMMARY_KEY], f"items that are not dependent: {polled}"
+    polled = sorted(k for k, i in by_key.items() if i["type"] != "18")
+    assert polled == sorted([SUMMARY_KEY, gen.NETNS_MASTER_KEY]), f"not dependent: {polled}"
+    masters = {k: by_key[k]["itemid"] for k in polled}
     for key, m in model_items.items():
         i = by_key[key]
         assert i["uuid"] == m["uuid"], (key, i["uuid"], m["uuid"])
@@ -186,12 +187,13 @@ def check_against_model(state: dict, name: str) -> None:
         assert got_pre == want_pre, (key, got_pre, want_pre)
         assert sorted((t["tag"], t["value"]) for t in i["tags"]) == sorted(
             (t["tag"], t["value"]) for t in m["tags"]), (key, i["tags"])
-        if key != SUMMARY_KEY:
-            assert i["master_itemid"] == master["itemid"], i
+        if key not in masters:
+            assert i["master_itemid"] == masters[m["master_item"]["key"]], i
 
     model_triggers = [t for i in tpl["items"] for t in i.get("triggers", [])]
-    rule_m = tpl["discovery_rules"][0]
-    model_tprotos = [t for p in rule_m["item_prototypes"] for t in p.get("trigger_prototypes", [])]
+    rule_m, netns_rule_m = tpl["discovery_rules"]
+    model_tprotos = [t for r in tpl["discovery_rules"] for p in r["item_prototypes"]
+                     for t in p.get("trigger_prototypes", [])]
     for got_list, want_list in ((state["triggers"], model_triggers),
                                 (state["tprotos"], model_tprotos)):
         got = {t["description"]: t for t in got_list}
@@ -213,17 +215,23 @@ def check_against_model(state: dict, name: str) -> None:
             assert sorted(d["description"] for d in t["dependencies"]) == sorted(
                 d["name"] for d in m.get("dependencies", [])), t
 
-    [rule] = state["rules"]
+    rules = {r["key_"]: r for r in state["rules"]}
+    assert set(rules) == {r["key"] for r in tpl["discovery_rules"]}, sorted(rules)
+    netns_rule = rules[netns_rule_m["key"]]
+    assert (netns_rule["uuid"], netns_rule["delay"]) == (
+        netns_rule_m["uuid"], netns_rule_m["delay"]), netns_rule
+    rule = rules[rule_m["key"]]
     assert (rule["type"], rule["master_itemid"], rule["uuid"]) == (
         "18", master["itemid"], rule_m["uuid"]), rule
     assert [(p["type"], p["params"]) for p in rule["preprocessing"]] == [("12", "$.ports")], rule
     assert rule["lld_macro_paths"] == [{"lld_macro": "{#PORT}", "path": "$.port"}], rule
     protos = {p["key_"]: p for p in state["protos"]}
-    assert set(protos) == {p["key"] for p in rule_m["item_prototypes"]}, sorted(protos)
-    for p in rule_m["item_prototypes"]:
+    assert set(protos) == {p["key"] for r in tpl["discovery_rules"]
+                           for p in r["item_prototypes"]}, sorted(protos)
+    for p in (p for r in tpl["discovery_rules"] for p in r["item_prototypes"]):
         got = protos[p["key"]]
         assert (got["type"], got["master_itemid"], got["uuid"]) == (
-            "18", master["itemid"], p["uuid"]), got
+            "18", masters[p["master_item"]["key"]], p["uuid"]), got
         assert got["preprocessing"][0]["params"] == p["preprocessing"][0]["parameters"][0], got
 
     macros = {m["macro"]: m for m in state["template"]["macros"]}
@@ -237,19 +245,19 @@ def check_against_model(state: dict, name: str) -> None:
         assert {gi["itemid"] for gi in graphs[g["name"]]["gitems"]} == {
             ids[gi["item"]["key"]] for gi in g["graph_items"]}, g["name"]
     assert graphs["TCP connection states"]["graphtype"] == "1", "stacked"
-    assert [g["name"] for g in state["gprotos"]] == [
-        g["name"] for g in rule_m["graph_prototypes"]], state["gprotos"]
+    assert sorted(g["name"] for g in state["gprotos"]) == sorted(
+        g["name"] for r in tpl["discovery_rules"] for g in r["graph_prototypes"]), state["gprotos"]
 
     [dash] = state["dashboards"]
     [mdash] = tpl["dashboards"]
     assert (dash["name"], dash["uuid"]) == (mdash["name"], mdash["uuid"]), dash
-    [page] = dash["pages"]
-    got_w = sorted((w["name"], w["type"]) for w in page["widgets"])
+    assert len(dash["pages"]) == len(mdash["pages"]), dash["pages"]
+    got_w = sorted((w["name"], w["type"]) for page in dash["pages"] for w in page["widgets"])
     want_w = sorted((w["name"], {"GRAPH_CLASSIC": "graph",
                                  "GRAPH_PROTOTYPE": "graphprototype"}[w["type"]])
-                    for w in mdash["pages"][0]["widgets"])
+                    for page in mdash["pages"] for w in page["widgets"])
     assert got_w == want_w, (got_w, want_w)
-    for w in page["widgets"]:
+    for w in (w for page in dash["pages"] for w in page["widgets"]):
         refs = [f for f in w["fields"] if f["name"] in ("graphid", "itemid", "graphid.0",
                                                         "itemid.0")]
         assert refs and all(f["value"] not in ("", "0") for f in refs), (

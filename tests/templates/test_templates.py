@@ -35,7 +35,7 @@ def tpl(flavour):
 
 def all_triggers(t):
     out = [(tr, False) for i in t["items"] for tr in i.get("triggers", [])]
-    out += [(tr, True) for p in t["discovery_rules"][0]["item_prototypes"]
+    out += [(tr, True) for r in t["discovery_rules"] for p in r["item_prototypes"]
             for tr in p.get("trigger_prototypes", [])]
     return out
 
@@ -112,7 +112,7 @@ def test_guidelines(flavour):
     for m, v in macros.items():
         assert len(v["description"]) > 30, f"{m}: no real description"
         assert text.count(m[:-1]) > 1, f"{m} is never used"
-    for item in [*t["items"], *t["discovery_rules"][0]["item_prototypes"]]:
+    for item in [*t["items"], *(p for r in t["discovery_rules"] for p in r["item_prototypes"])]:
         assert any(tag["tag"] == "component" for tag in item["tags"]), item["key"]
         assert item.get("description"), item["key"]
     triggers = all_triggers(t)
@@ -130,7 +130,7 @@ def test_guidelines(flavour):
         for p in period:
             assert f"for {p}" in name, f"{name!r} does not name the period {p}"
         if lld:
-            assert name.startswith("Port {#PORT}: "), name
+            assert name.startswith(("Port {#PORT}: ", "Namespace {#NETNS} (")), name
         if not expr.startswith("nodata("):
             assert tr.get("recovery_mode") == "RECOVERY_EXPRESSION", name
     deps = [tr for tr, _ in triggers if tr.get("dependencies")]
@@ -140,6 +140,7 @@ def test_guidelines(flavour):
         for d in tr["dependencies"]:
             assert d["name"] in names, d
     [dash] = t["dashboards"]
-    for w in dash["pages"][0]["widgets"]:
-        assert int(w["x"]) + int(w["width"]) <= 24, w["name"]
-        assert int(w["y"]) + int(w["height"]) <= 12, w["name"]
+    for page in dash["pages"]:
+        for w in page["widgets"]:
+            assert int(w["x"]) + int(w["width"]) <= 24, w["name"]
+            assert int(w["y"]) + int(w["height"]) <= 12, w["name"]

@@ -76,6 +76,8 @@ fn module(module: &mut Module, params: &[&str]) -> Result<String, String> {
         backend: settings.backend(),
         snapshot_lifetime: settings.config.snapshot_lifetime,
         shared_snapshot: None,
+        netns_table_interval: settings.config.netns_table_interval,
+        netns_snapshot: None,
         process: &module.process,
         deadline: Deadline::after(settings::agent_timeout(AGENT_TIMEOUT_SECONDS)),
         settings_from: &settings_from,
