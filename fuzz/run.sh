@@ -209,6 +209,8 @@ seed_cgroup_path() {
     emit "0::/kubepods/burstable/pod1b2c3d4e-0000/$hex"
     emit "0::/machine.slice/libpod-$hex.scope/container"
     emit "0::/libpod_parent/$hex"
+    emit "0::/libpod_parent/libpod-$hex"
+    emit "0::/machine.slice/systemd-nspawn@deb12.service/payload"
     emit "0::/lxc.payload.web1/init.scope"
     emit "0::/lxc/web1"
     emit "0::/machine.slice/machine-deb12.scope/payload"

@@ -19,9 +19,10 @@
 //! | `<hex64>` whose parent component is `docker` (cgroupfs driver) | `docker` | the hex |
 //! | `cri-containerd-<hex64>.scope` | `containerd` | the hex |
 //! | `crio-<hex64>.scope` | `cri-o` | the hex |
-//! | `libpod-<hex64>.scope` or `<hex64>` under a `libpod_parent` component | `podman` | the hex |
+//! | `libpod-<hex64>.scope`, or `libpod-<hex64>` or `<hex64>` under a `libpod_parent` component (cgroupfs driver) | `podman` | the hex |
 //! | `<hex64>` under a `pod<uid>` component under `kubepods` (cgroupfs driver) | `kubernetes` | the hex |
 //! | `lxc.payload.<name>`, or `<name>` under `lxc.payload` or `lxc` | `lxc` | the name |
+//! | `payload` (the cgroup systemd-nspawn puts its container in, cgroup v2) under `machine-<name>.scope` or `systemd-nspawn@<name>.service`, or under any other `<parent>` (`--keep-unit`: the unit or cgroup nspawn was started in) | `systemd-nspawn` | `<name>`, or the whole `<parent>` component |
 //! | `machine-<name>.scope` | `systemd-nspawn` | the name (systemd-escaped as written) |
 //! | `<unit>.service` | `service` | the unit |
 //! | `init.scope`, or the root path `/` (also what a process sees in its own cgroup namespace) | `none` | empty |
@@ -161,6 +162,27 @@ pub fn classify(path: &str) -> Classified<'_> {
         if let Some(id) = hex_between(component, "libpod-", ".scope") {
             return found(Runtime::Podman, id);
         }
+        if let Some(id) = component
+            .strip_prefix("libpod-")
+            .filter(|hex| is_hex64(hex))
+        {
+            if parent_name == "libpod_parent" {
+                return found(Runtime::Podman, id);
+            }
+        }
+        if component == "payload" && !parent_name.is_empty() {
+            let name = parent_name
+                .strip_prefix("machine-")
+                .and_then(|rest| rest.strip_suffix(".scope"))
+                .or_else(|| {
+                    parent_name
+                        .strip_prefix("systemd-nspawn@")
+                        .and_then(|rest| rest.strip_suffix(".service"))
+                })
+                .filter(|name| !name.is_empty())
+                .unwrap_or(parent_name);
+            return found(Runtime::Nspawn, name);
+        }
         if is_hex64(component) {
             if parent_name == "docker" {
                 return found(Runtime::Docker, component);
@@ -298,6 +320,18 @@ mod tests {
                 format!("/libpod_parent/{HEX}"),
                 ("podman", hex.clone(), none.clone()),
             ),
+            (
+                format!("/libpod_parent/libpod-{HEX}"),
+                ("podman", hex.clone(), none.clone()),
+            ),
+            (
+                "/machine.slice/systemd-nspawn@deb12.service/payload".to_owned(),
+                ("systemd-nspawn", "deb12".into(), none.clone()),
+            ),
+            (
+                "/ls-test-42-nspawn-box/payload".to_owned(),
+                ("systemd-nspawn", "ls-test-42-nspawn-box".into(), none.clone()),
+            ),
             ("/lxc.payload.web1".to_owned(), ("lxc", "web1".into(), none.clone())),
             ("/lxc.payload.web1/init.scope".to_owned(), ("lxc", "web1".into(), none.clone())),
             ("/lxc/web1".to_owned(), ("lxc", "web1".into(), none.clone())),
@@ -335,6 +369,9 @@ mod tests {
             format!("/system.slice/docker-{HEX}x.scope"),
             format!("/other/{HEX}"),
             format!("/machine.slice/libpod-conmon-{HEX}.scope"),
+            format!("/other/libpod-{HEX}"),
+            format!("/libpod_parent/libpod-{}", &HEX[..63]),
+            "/payload".to_owned(),
             "/machine.slice/machine-.scope".to_owned(),
             "/system.slice/.service".to_owned(),
             "/lxc.payload.".to_owned(),

@@ -40,21 +40,11 @@ def held(scenario_session):
             ns.stop()
 
 
-def nobody_agent(agentd, env, settings: str, directory: Path):
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o777)
-    module = ag.staged_for_nobody(env.so, directory / "module")
-    cfg = ag.write_config(directory, module, fixtures.new_port(), module_settings=settings)
-    for path in (cfg.path, cfg.module_config):
-        path.chmod(0o644)
-    return ag.running_agent(agentd, env.get, cfg, prefix=ag.AS_NOBODY)
-
-
 @pytest.fixture(scope="module")
 def agent(agentd, env, held):
     directory = Path(tempfile.mkdtemp(prefix="linux-status-netns-"))
     try:
-        with nobody_agent(agentd, env, EXACT, directory) as running:
+        with nsl.nobody_agent(agentd, env, EXACT, directory) as running:
             yield running
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -119,7 +109,7 @@ def test_tables_are_read_once_per_interval_for_every_worker(agentd, env, held):
     table and report its age; the cheap counters are read every time."""
     directory = Path(tempfile.mkdtemp(prefix="linux-status-netns-interval-"))
     try:
-        with nobody_agent(agentd, env, "", directory) as running:
+        with nsl.nobody_agent(agentd, env, "", directory) as running:
             first = json.loads(value(running, "linux_status[netns_all]"))
             # Other namespaces of the host may come and go meanwhile: the held ones are checked.
             assert all(first["netns"][str(ns.inode)]["states"] is not None for ns in held), first

@@ -21,7 +21,10 @@ Runtimes (what worked on these machines, and what did not, is in docs/testing.md
 
 `start(runtime, command, host_network)` returns a `Container`: its runtime, name, leader pid
 (the container's PID 1 as the host numbers it), cgroup path (the `0::` line of the leader's
-/proc/<pid>/cgroup, as `ss --cgroup` prints it), and network namespace inode; `stop()` removes
+/proc/<pid>/cgroup, as `ss --cgroup` prints it), network namespace inode (of
+/proc/<pid>/ns/net, root's view) and `netns_id` (the inode of /proc/<pid>/net/tcp: another
+number for the same namespace, the one the module can read unprivileged and reports as
+`{#NETNS}`); `stop()` removes
 it and everything it mounted. `perl_table(port, pairs, half_closed)` is a workload for the
 chroot's own perl (perl-base: no Python inside): a listener, ESTABLISHED pairs and CLOSE_WAIT /
 FIN_WAIT2 pairs, all created inside the container.
@@ -87,6 +90,7 @@ class Container:
     leader_pid: int
     cgroup: str
     netns_inode: int
+    netns_id: int = 0
     _stop: list = dataclasses.field(default_factory=list, repr=False)
 
     def stop(self) -> None:
@@ -118,6 +122,11 @@ def _netns_inode(pid: int) -> int:
     return os.stat(f"/proc/{pid}/ns/net").st_ino
 
 
+def _netns_id(pid: int) -> int:
+    """`{#NETNS}`: the inode of /proc/<pid>/net/tcp (not the ns/net inode)."""
+    return os.stat(f"/proc/{pid}/net/tcp").st_ino
+
+
 def _start_podman(name: str, command: list[str], host_network: bool) -> Container:
     (CACHE / "podman").mkdir(parents=True, exist_ok=True)
     run = subprocess.run(
@@ -137,6 +146,7 @@ def _start_podman(name: str, command: list[str], host_network: bool) -> Containe
         container.leader_pid = pid
         container.cgroup = cgroup_of(pid)
         container.netns_inode = _netns_inode(pid)
+        container.netns_id = _netns_id(pid)
     except BaseException:
         container.stop()
         raise
@@ -186,6 +196,7 @@ def _start_nspawn(name: str, command: list[str], host_network: bool) -> Containe
         container.leader_pid = leaders[0]
         container.cgroup = cgroup_of(leaders[0])
         container.netns_inode = _netns_inode(leaders[0])
+        container.netns_id = _netns_id(leaders[0])
     except BaseException:
         container.stop()
         raise
@@ -251,6 +262,7 @@ def _start_lxc(name: str, command: list[str], host_network: bool) -> Container:
                            check=True, timeout=10)
         container.cgroup = cgroup_of(container.leader_pid)
         container.netns_inode = _netns_inode(container.leader_pid)
+        container.netns_id = _netns_id(container.leader_pid)
     except BaseException:
         container.stop()
         raise

@@ -139,6 +139,32 @@ class HeldNamespace:
         self.stop()
 
 
+class SeenNamespace:
+    """A namespace something else made (a container's), seen through one process of it: the
+    same `ss` oracle as `HeldNamespace`, for `exact()`."""
+
+    ss_sockets = HeldNamespace.ss_sockets
+    ss_counts = HeldNamespace.ss_counts
+
+    def __init__(self, kind: str, pid: int, inode: int) -> None:
+        self.kind, self.size, self.pid, self.inode = kind, 0, pid, inode
+
+
+def nobody_agent(agentd, env, settings: str, directory: Path):
+    """A running zabbix_agentd as `nobody` (no capability) with the module's `settings`,
+    its copy of the module and configuration staged in `directory` for that user."""
+    from lib import agent as ag
+    from lib import fixtures
+
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o777)
+    module = ag.staged_for_nobody(env.so, directory / "module")
+    cfg = ag.write_config(directory, module, fixtures.new_port(), module_settings=settings)
+    for path in (cfg.path, cfg.module_config):
+        path.chmod(0o644)
+    return ag.running_agent(agentd, env.get, cfg, prefix=ag.AS_NOBODY)
+
+
 # -- checks both agents' suites run (tests/e2e/test_netns.py, tests/agent2/test_plugin_netns.py):
 # `ask(key)` returns the agent's ItemResult for a key; `held` are the suite's namespaces: the
 # full scenario, small tables of sizes 1 and 3, an empty one.
