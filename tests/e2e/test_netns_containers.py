@@ -51,7 +51,9 @@ def test_some_runtime_starts_here(startable):
 
 
 @pytest.fixture(scope="module")
-def agent(agentd, env):
+def agent(agentd, env, scenario_session):
+    """After the suite's own scenario (`scenario_session`), which checks when built that its
+    namespace holds nothing else: this agent's queries leave TIME_WAIT sockets there."""
     directory = Path(tempfile.mkdtemp(prefix="linux-status-netns-ct-"))
     try:
         with nsl.nobody_agent(agentd, env, EXACT, directory) as running:
