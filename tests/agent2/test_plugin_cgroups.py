@@ -25,12 +25,6 @@ from lib import scenario as sc
 
 
 @pytest.fixture()
-def nested_two():
-    with cg.nested_netns(), cg.two_cgroups(time_wait=(1, 2), syn_recv=3) as two:
-        yield two
-
-
-@pytest.fixture()
 def two(agent2, agent_ports):
     with cg.two_cgroups() as two:
         yield two

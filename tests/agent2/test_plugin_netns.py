@@ -26,14 +26,8 @@ EXACT = ("SnapshotLifetime=0", "NetnsTableInterval=0")
 def held(scenario_session):
     """After the suite's own scenario, which checks its namespace holds nothing else when
     built: this module's queries leave TIME_WAIT sockets on its agents' ports there."""
-    made = []
-    try:
-        for kind, size in nsl.HELD_KINDS:
-            made.append(nsl.HeldNamespace.start(kind, size))
+    with nsl.held_namespaces() as made:
         yield made
-    finally:
-        for ns in made:
-            ns.stop()
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +38,7 @@ def netns_agent(env, line, held, tmp_path_factory):
     try:
         yield agent
     finally:
-        crash = agent.crash_lines()
-        status = agent.stop()
-        assert not crash and status == 0, agent.describe()
+        agent.stop_checked()
 
 
 def ask(agent):

@@ -38,12 +38,6 @@ from lib import cgroups as cg
 from lib import containers as ct
 from lib import scenario as sc
 
-@pytest.fixture()
-def nested_two():
-    """In a nested namespace of their own (their TIME_WAIT sockets die with it): A and B."""
-    with cg.nested_netns(), cg.two_cgroups(time_wait=(1, 2), syn_recv=3) as two:
-        yield two
-
 
 @pytest.fixture()
 def two(agent, agent_ports):
@@ -154,7 +148,7 @@ def test_without_a_cgroup2_mount_the_keys_say_cgroup_v1(agentd, as_nobody):
     mounted = cg.mount()
     assert mounted is not None
     for key in ("cgroup_summary", "cgroup_discovery", "cgroup_status,/,LISTEN"):
-        script = f'umount -l "$1"; shift; exec "$@"'
+        script = 'umount -l "$1"; shift; exec "$@"'
         proc = subprocess.run(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
              str(mounted), *ag.AS_NOBODY, agentd, "-c", str(as_nobody.path), "-t",

@@ -30,24 +30,14 @@ def held(scenario_session):
     After the suite's own scenario (`scenario_session`), which checks its namespace holds
     nothing else when built: this module's queries leave TIME_WAIT sockets on its agents'
     ports there (excluded later as agent ports, not at that first check)."""
-    made = []
-    try:
-        for kind, size in nsl.HELD_KINDS:
-            made.append(nsl.HeldNamespace.start(kind, size))
+    with nsl.held_namespaces() as made:
         yield made
-    finally:
-        for ns in made:
-            ns.stop()
 
 
 @pytest.fixture(scope="module")
 def agent(agentd, env, held):
-    directory = Path(tempfile.mkdtemp(prefix="linux-status-netns-"))
-    try:
-        with nsl.nobody_agent(agentd, env, EXACT, directory) as running:
-            yield running
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    with nsl.nobody_agent(agentd, env, EXACT) as running:
+        yield running
 
 
 def get(agent, key: str) -> ag.ItemResult:
@@ -107,24 +97,20 @@ def test_namespaces_made_and_destroyed_while_the_agent_polls(agent, held):
 def test_tables_are_read_once_per_interval_for_every_worker(agentd, env, held):
     """Under the shipped NetnsTableInterval (60 s), later polls (on any worker) reuse each
     table and report its age; the cheap counters are read every time."""
-    directory = Path(tempfile.mkdtemp(prefix="linux-status-netns-interval-"))
-    try:
-        with nsl.nobody_agent(agentd, env, "", directory) as running:
-            first = json.loads(value(running, "linux_status[netns_all]"))
-            # Other namespaces of the host may come and go meanwhile: the held ones are checked.
-            assert all(first["netns"][str(ns.inode)]["states"] is not None for ns in held), first
-            time.sleep(0.2)
-            for _ in range(6):  # several polls: they land on different workers
-                later = json.loads(value(running, "linux_status[netns_all]"))
-                assert later["tables_read"] <= len(nsl.identities(later) - nsl.identities(first)), later
-                for ns in held:
-                    item = later["netns"][str(ns.inode)]
-                    assert item["states"] == first["netns"][str(ns.inode)]["states"], item
-                    # Not read again: its age grew by at least the time since the first poll.
-                    assert 200 <= item["states_age_ms"] < 60_000, item
-                    assert item["counters"] is not None, item
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    with nsl.nobody_agent(agentd, env, "", "linux-status-netns-interval-") as running:
+        first = json.loads(value(running, "linux_status[netns_all]"))
+        # Other namespaces of the host may come and go meanwhile: the held ones are checked.
+        assert all(first["netns"][str(ns.inode)]["states"] is not None for ns in held), first
+        time.sleep(0.2)
+        for _ in range(6):  # several polls: they land on different workers
+            later = json.loads(value(running, "linux_status[netns_all]"))
+            assert later["tables_read"] <= len(nsl.identities(later) - nsl.identities(first)), later
+            for ns in held:
+                item = later["netns"][str(ns.inode)]
+                assert item["states"] == first["netns"][str(ns.inode)]["states"], item
+                # Not read again: its age grew by at least the time since the first poll.
+                assert 200 <= item["states_age_ms"] < 60_000, item
+                assert item["counters"] is not None, item
 
 
 @pytest.mark.parametrize("hidepid", ["2", "1"])

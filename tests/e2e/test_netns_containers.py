@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -54,12 +52,8 @@ def test_some_runtime_starts_here(startable):
 def agent(agentd, env, scenario_session):
     """After the suite's own scenario (`scenario_session`), which checks when built that its
     namespace holds nothing else: this agent's queries leave TIME_WAIT sockets there."""
-    directory = Path(tempfile.mkdtemp(prefix="linux-status-netns-ct-"))
-    try:
-        with nsl.nobody_agent(agentd, env, EXACT, directory) as running:
-            yield running
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    with nsl.nobody_agent(agentd, env, EXACT, "linux-status-netns-ct-") as running:
+        yield running
 
 
 def expected_container_id(container: ct.Container) -> str:

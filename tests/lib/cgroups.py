@@ -37,6 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from lib import process
 from lib import scenario as sc
 
 CLONE_NEWNS = 0x00020000
@@ -242,13 +243,7 @@ class SocketHolder:
         self.time_wait: int = built["time_wait"]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        process.end_holder(self.proc)
 
 
 def ss_by_cgroup(netns_of: int | None = None) -> dict[str | None, dict[str, int]]:

@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 from lib import cgroups as cg
+from lib import process
 from lib import scenario as sc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,11 +178,7 @@ def _start_nspawn(name: str, command: list[str], host_network: bool) -> Containe
         if proc.poll() is None:
             for pid in _children(proc.pid):
                 os.kill(pid, signal.SIGKILL)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
+            process.wait_or_kill(proc, 15)
 
     container._stop.append(kill)
     try:
@@ -239,11 +236,7 @@ def _start_lxc(name: str, command: list[str], host_network: bool) -> Container:
         if proc.poll() is None:
             if container.leader_pid:
                 os.kill(container.leader_pid, signal.SIGKILL)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
+            process.wait_or_kill(proc, 15)
 
     container._stop.append(kill)
     try:

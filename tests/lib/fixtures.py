@@ -10,6 +10,8 @@ and, where it needs them, overrides `scenario`; the fixtures here build on those
   earlier leaves TIME_WAIT sockets of its passive checks on its port for 60 s, which are not
   the scenario's, so the scenario's checks exclude them;
 - `scenario`: the session's scenario with TIME_WAIT sockets young enough to outlive the test;
+- `nested_two`: the two cgroups of lib/cgroups.py (A and B, with TIME_WAIT and SYN_RECV
+  sockets) in a nested network namespace of their own, so their TIME_WAIT sockets die with it;
 - `shim`: lib/sock_diag_shim.c built as an LD_PRELOAD library that makes sock_diag misbehave
   (LS_SHIM selects how; the comment at its top lists the modes).
 """
@@ -22,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from lib import agent as ag
+from lib import cgroups as cg
 from lib import scenario as sc
 
 # TIME_WAIT lives 60 s; rebuild the scenario's before they get this old.
@@ -80,3 +83,10 @@ def shim(tmp_path_factory) -> Path:
     )
     assert built.returncode == 0, built.stderr
     return library
+
+
+@pytest.fixture()
+def nested_two():
+    """In a nested namespace of their own (their TIME_WAIT sockets die with it): A and B."""
+    with cg.nested_netns(), cg.two_cgroups(time_wait=(1, 2), syn_recv=3) as two:
+        yield two

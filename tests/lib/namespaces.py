@@ -19,15 +19,19 @@ listings agree.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 from lib import oracle as orc
+from lib import process
 from lib import scenario as sc
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
@@ -123,13 +127,7 @@ class HeldNamespace:
         return self.proc.poll() is None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        process.end_holder(self.proc)
         self.proc.stdout.close()
 
     def __enter__(self) -> "HeldNamespace":
@@ -150,19 +148,38 @@ class SeenNamespace:
         self.kind, self.size, self.pid, self.inode = kind, 0, pid, inode
 
 
-def nobody_agent(agentd, env, settings: str, directory: Path):
+@contextlib.contextmanager
+def nobody_agent(agentd, env, settings: str, prefix: str = "linux-status-netns-"):
     """A running zabbix_agentd as `nobody` (no capability) with the module's `settings`,
-    its copy of the module and configuration staged in `directory` for that user."""
+    its copy of the module and configuration staged for that user in a temporary folder
+    (named `prefix`...), removed when the agent has stopped."""
     from lib import agent as ag
     from lib import fixtures
 
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o777)
-    module = ag.staged_for_nobody(env.so, directory / "module")
-    cfg = ag.write_config(directory, module, fixtures.new_port(), module_settings=settings)
-    for path in (cfg.path, cfg.module_config):
-        path.chmod(0o644)
-    return ag.running_agent(agentd, env.get, cfg, prefix=ag.AS_NOBODY)
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        directory.chmod(0o777)
+        module = ag.staged_for_nobody(env.so, directory / "module")
+        cfg = ag.write_config(directory, module, fixtures.new_port(), module_settings=settings)
+        for path in (cfg.path, cfg.module_config):
+            path.chmod(0o644)
+        with ag.running_agent(agentd, env.get, cfg, prefix=ag.AS_NOBODY) as running:
+            yield running
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def held_namespaces():
+    """The namespaces of HELD_KINDS, each holding its known table, stopped on exit."""
+    made = []
+    try:
+        for kind, size in HELD_KINDS:
+            made.append(HeldNamespace.start(kind, size))
+        yield made
+    finally:
+        for ns in made:
+            ns.stop()
 
 
 # -- checks both agents' suites run (tests/e2e/test_netns.py, tests/agent2/test_plugin_netns.py):

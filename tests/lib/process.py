@@ -64,6 +64,23 @@ def terminate(proc: subprocess.Popen | None, name: str, timeout: float = STOP_TI
         raise AssertionError(f"{name} ignored SIGTERM for {timeout} s; killed")
 
 
+def wait_or_kill(proc: subprocess.Popen, timeout: float) -> int:
+    """Waits up to `timeout` seconds for `proc` to exit, then kills it; its exit status."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(timeout=timeout)
+
+
+def end_holder(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Ends a socket-holder process that runs until its stdin closes (the suites' helpers
+    that keep a known table open): closes stdin, then waits, bounded, else kills it."""
+    if proc.poll() is None:
+        proc.stdin.close()
+        wait_or_kill(proc, timeout)
+
+
 def session_alive(sid: int) -> bool:
     """Some live (non-zombie) process of session `sid` remains."""
     for entry in os.listdir("/proc"):
