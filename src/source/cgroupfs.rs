@@ -65,11 +65,24 @@ fn unescape_mountinfo(field: &str) -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out).into_owned())
 }
 
+/// The most /proc/self/mountinfo may hold: about 150 bytes a mount, so 4 MiB leaves room
+/// for container hosts with tens of thousands of mounts and bounds what one read costs.
+pub const MAX_MOUNTINFO_BYTES: usize = 4 << 20;
+
+/// This process's /proc/self/mountinfo, read whole and bounded.
+pub fn read_mountinfo() -> Result<String, String> {
+    let mut text = String::new();
+    super::counters::read_bounded(
+        Path::new("/proc/self/mountinfo"),
+        MAX_MOUNTINFO_BYTES,
+        &mut text,
+    )?;
+    Ok(text)
+}
+
 /// The cgroup2 mount of this process's mount namespace; `Err` if mountinfo is unreadable.
 pub fn find_cgroup2_mount() -> Result<Option<PathBuf>, String> {
-    let text = fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|error| format!("Cannot read /proc/self/mountinfo: {error}."))?;
-    Ok(cgroup2_mount(&text))
+    Ok(cgroup2_mount(&read_mountinfo()?))
 }
 
 /// True if the hierarchy's root has at least one child cgroup.

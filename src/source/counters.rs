@@ -33,10 +33,16 @@ pub enum Layout {
     Sockstat,
 }
 
-/// Reads `path` into `text` (cleared first), refusing what is not a regular file (a FIFO's
-/// open would otherwise wait for a writer: opened non-blocking) and more than
-/// [`MAX_COUNTER_FILE_BYTES`]. Errors name the file and end with a dot.
+/// Reads `path` into `text` (cleared first), bounded by [`MAX_COUNTER_FILE_BYTES`].
 pub fn read_counter_file(path: &Path, text: &mut String) -> Result<(), String> {
+    read_bounded(path, MAX_COUNTER_FILE_BYTES, text)
+}
+
+/// Reads `path` into `text` (cleared first), refusing what is not a regular file (a FIFO's
+/// open would otherwise wait for a writer: opened non-blocking) and more than `limit` bytes.
+/// Errors name the file and end with a dot. The one bounded reader of the small kernel files
+/// read whole (counter files here, /proc/self/mountinfo in [`super::cgroupfs`]).
+pub fn read_bounded(path: &Path, limit: usize, text: &mut String) -> Result<(), String> {
     text.clear();
     let file: File = OpenOptions::new()
         .read(true)
@@ -53,13 +59,13 @@ pub fn read_counter_file(path: &Path, text: &mut String) -> Result<(), String> {
             path.display()
         ));
     }
-    file.take(MAX_COUNTER_FILE_BYTES as u64 + 1)
+    file.take(limit as u64 + 1)
         .read_to_string(text)
         .map_err(|error| format!("Cannot read {}: {error}.", path.display()))?;
-    if text.len() > MAX_COUNTER_FILE_BYTES {
+    if text.len() > limit {
         text.clear();
         return Err(format!(
-            "Cannot read {}: larger than {MAX_COUNTER_FILE_BYTES} bytes.",
+            "Cannot read {}: larger than {limit} bytes.",
             path.display()
         ));
     }

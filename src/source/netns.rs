@@ -181,7 +181,7 @@ fn cut(text: &str, bytes: usize) -> (&str, bool) {
 
 /// The `hidepid=` option of the /proc mount (from /proc/self/mountinfo's super options).
 fn proc_hidepid() -> Option<String> {
-    let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let text = super::cgroupfs::read_mountinfo().ok()?;
     // The last mount on /proc is the one on top (a private mount namespace may stack one).
     let line = text
         .lines()
