@@ -9,11 +9,11 @@
 //! The tables are the fixture tests/fixtures/mixed-small (plus a small netstat), never the
 //! machine's /proc: the sources are a copy of it, as LINUX_STATUS_PROC_NET_DIR names them
 //! (which forces the /proc backend). Checked: no panic; an error message is non-empty,
-//! NUL-free and at most MAX_MESSAGE bytes whatever the input size; a text value is NUL-free;
-//! an unfiltered state count equals the fixture's `expected` count, a filtered one is at most
-//! that; a second answer by the same worker (its caches warm) is the first one; which
-//! requests may fail on the fixture is an exhaustive match on the request ([`may_fail`]), so a
-//! new key must say.
+//! printable ASCII (what it echoes is quoted) and at most MAX_MESSAGE bytes whatever the input
+//! size; a text value is NUL-free; an unfiltered state count equals the fixture's `expected`
+//! count, a filtered one is at most that; a second answer by the same worker (its caches warm)
+//! is the first one; which requests may fail on the fixture is an exhaustive match on the
+//! request ([`may_fail`]), so a new key must say.
 #![no_main]
 
 use std::path::PathBuf;
@@ -111,7 +111,10 @@ fn may_fail(request: &ItemRequest) -> bool {
 
 fn check_message(message: &str, params: &[&[u8]]) {
     assert!(!message.is_empty(), "empty error message for {params:?}");
-    assert!(!message.contains('\0'), "NUL in error message {message:?}");
+    assert!(
+        message.bytes().all(|b| (b' '..=b'~').contains(&b)),
+        "unescaped byte in error message {message:?}"
+    );
     assert!(
         message.len() <= MAX_MESSAGE,
         "error message of {} bytes (> {MAX_MESSAGE}): {message:?}",

@@ -57,7 +57,12 @@ impl AddressFilter {
                     .parse::<u8>()
                     .ok()
                     .filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))
-                    .ok_or_else(|| format!("prefix length \"{digits}\" is not a number"))?,
+                    .ok_or_else(|| {
+                        format!(
+                            "prefix length \"{}\" is not a number",
+                            quote(digits.as_bytes())
+                        )
+                    })?,
             ),
         };
         match (canonical(address), address) {

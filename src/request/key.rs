@@ -378,4 +378,44 @@ mod tests {
         );
         assert!(parse(&["cgroup_summary", "x"]).is_err());
     }
+
+    /// Every message quotes what it echoes: whatever bytes a server puts in any parameter of
+    /// any key, the message is printable ASCII (an unescaped NUL made agent 2 cut it).
+    #[test]
+    fn hostile_bytes_in_any_parameter_come_back_escaped() {
+        let hostile: [&[u8]; 8] = [
+            b"\0",
+            b"0.0.0.0/4f94\x009672",
+            b"10.0.0.0/\x1b[31m",
+            b"::1/\xff",
+            b"\x1b]0;title\x07",
+            b"a\"b\\c",
+            "\u{e9}\u{feff}".as_bytes(),
+            b"LISTEN\r\nForged: line",
+        ];
+        for entry in KEYS {
+            let inside = entry.sample.trim_start_matches("linux_status[");
+            let sample: Vec<&[u8]> = inside
+                .trim_end_matches(']')
+                .split(',')
+                .map(str::as_bytes)
+                .collect();
+            for position in 1..=6 {
+                for bad in hostile {
+                    let mut params = sample.clone();
+                    params.resize(params.len().max(position + 1), b"");
+                    params[position] = bad;
+                    let Err(error) = parse_params(&params) else {
+                        continue;
+                    };
+                    let message = error.message();
+                    assert!(
+                        message.bytes().all(|b| (b' '..=b'~').contains(&b)),
+                        "{}: {message:?}",
+                        entry.metric
+                    );
+                }
+            }
+        }
+    }
 }
