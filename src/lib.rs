@@ -92,7 +92,7 @@ pub mod settings {
 
 /// The /proc/net/tcp{,6} parser and scanner (for the fuzz targets and the parser tests).
 pub mod proc {
-    pub use crate::model::socket::{Endpoint, SocketView};
+    pub use crate::model::socket::{Endpoint, Protocol, SocketView};
     pub use crate::source::proc::parse::{Family, ParseError, Problem, SocketLine};
     pub use crate::source::proc::scan::{ProcSources, ReaderError, Scanner, READ_BUFFER_BYTES};
 }

@@ -20,6 +20,14 @@
 //! truncated or empty datagram, or a dump that ends without `NLMSG_DONE` fails the whole dump:
 //! the caller gets an error, never the partial count.
 //!
+//! UDP (`IPPROTO_UDP`, `udp_diag`) uses the same dump: its sockets are in state 7 (TCP_CLOSE,
+//! `UNCONN` in `ss`) or 1 (ESTAB, connected), and the request asks for the `SK_MEMINFO`
+//! extension (`INET_DIAG_SKMEMINFO`), whose `u32` array gives the receive buffer
+//! (`SK_MEMINFO_RCVBUF`, index 1) and the socket's drops (`SK_MEMINFO_DROPS`, index 8, since
+//! Linux 4.7); the receive queue stays `idiag_rqueue`, the number /proc/net/udp prints. The
+//! attributes after `inet_diag_msg` are walked for every socket (TCP ones carry some too): one
+//! whose length runs past its message fails the dump like any malformed answer.
+//!
 //! The wire format is assembled and parsed here as bytes (safe code); the socket calls are
 //! in `sys::netlink_socket`.
 
@@ -29,7 +37,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use crate::model::deadline::Deadline;
-use crate::model::socket::{Endpoint, SocketView};
+use crate::model::socket::{Endpoint, Protocol, SocketView};
 use crate::model::state::{StateMask, TcpState};
 use crate::sys::netlink_socket::NetlinkSocket;
 
@@ -46,9 +54,19 @@ const INET_DIAG_MSG_BYTES: usize = 72;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+/// `INET_DIAG_SKMEMINFO`: the attribute type, and (minus one) its bit in `idiag_ext`.
+const INET_DIAG_SKMEMINFO: u16 = 7;
+const RTA_HEADER_BYTES: usize = 4;
+const SK_MEMINFO_RCVBUF: usize = 1;
+const SK_MEMINFO_DROPS: usize = 8;
 
 /// The mask to send so that every wanted state is reported exactly (see the module doc).
-fn kernel_mask(states: StateMask) -> u32 {
+fn kernel_mask(protocol: Protocol, states: StateMask) -> u32 {
+    if protocol == Protocol::Udp {
+        // A UDP socket is only ever UNCONN (7) or ESTAB (1).
+        return states.bits() & StateMask::UDP.bits();
+    }
     let fin_wait2 = 1 << TcpState::FinWait2.kernel_number();
     let time_wait = 1 << TcpState::TimeWait.kernel_number();
     if states.bits() & fin_wait2 != 0 {
@@ -58,13 +76,16 @@ fn kernel_mask(states: StateMask) -> u32 {
     }
 }
 
-/// One socket as the kernel reported it (`struct inet_diag_msg`).
+/// One socket as the kernel reported it (`struct inet_diag_msg`, and `SK_MEMINFO` when it
+/// came with one).
 #[derive(Clone, Copy, Debug)]
 pub struct DiagSocket {
     state: u8,
     local: Endpoint,
     remote: Endpoint,
     rx_queue: u32,
+    receive_buffer: Option<u32>,
+    drops: Option<u32>,
 }
 
 impl SocketView for DiagSocket {
@@ -79,6 +100,12 @@ impl SocketView for DiagSocket {
     }
     fn rx_queue(&self) -> u32 {
         self.rx_queue
+    }
+    fn receive_buffer(&self) -> Option<u32> {
+        self.receive_buffer
+    }
+    fn drops(&self) -> Option<u32> {
+        self.drops
     }
 }
 
@@ -150,6 +177,21 @@ pub fn dump<F>(
     states: StateMask,
     deadline: Deadline,
     buffer: &mut [u8],
+    on_socket: F,
+) -> Result<(), NetlinkError>
+where
+    F: FnMut(&DiagSocket),
+{
+    dump_protocol(Protocol::Tcp, states, deadline, buffer, on_socket)
+}
+
+/// Lists every socket of `protocol` in `states`, IPv4 then IPv6, into `on_socket` (UDP
+/// sockets with their `SK_MEMINFO`).
+pub fn dump_protocol<F>(
+    protocol: Protocol,
+    states: StateMask,
+    deadline: Deadline,
+    buffer: &mut [u8],
     mut on_socket: F,
 ) -> Result<(), NetlinkError>
 where
@@ -158,7 +200,12 @@ where
     let socket = NetlinkSocket::open_sock_diag().map_err(NetlinkError::Refused)?;
     for (sequence, family) in [(1, AF_INET), (2, AF_INET6)] {
         socket
-            .send_to_kernel(&request(family, kernel_mask(states), sequence))
+            .send_to_kernel(&request(
+                family,
+                protocol,
+                kernel_mask(protocol, states),
+                sequence,
+            ))
             .map_err(NetlinkError::Io)?;
         loop {
             // Every receive waits at most for what is left of the budget (a zero SO_RCVTIMEO
@@ -190,9 +237,10 @@ where
     Ok(())
 }
 
-/// `nlmsghdr` + `inet_diag_req_v2` asking for a dump of `family`'s TCP sockets.
+/// `nlmsghdr` + `inet_diag_req_v2` asking for a dump of `family`'s `protocol` sockets.
 fn request(
     family: u8,
+    protocol: Protocol,
     states: u32,
     sequence: u32,
 ) -> [u8; NLMSG_HEADER_BYTES + INET_DIAG_REQ_V2_BYTES] {
@@ -205,8 +253,12 @@ fn request(
     // pid 0: the kernel.
     let body = &mut message[NLMSG_HEADER_BYTES..];
     body[0] = family;
-    body[1] = IPPROTO_TCP;
-    // idiag_ext 0 (no extensions), pad 0, then the state mask; the socket id stays zero.
+    // TCP: idiag_ext 0 (no extensions); UDP: SK_MEMINFO. Then pad 0, the state mask; the
+    // socket id stays zero.
+    (body[1], body[2]) = match protocol {
+        Protocol::Tcp => (IPPROTO_TCP, 0),
+        Protocol::Udp => (IPPROTO_UDP, 1 << (INET_DIAG_SKMEMINFO - 1)),
+    };
     body[4..8].copy_from_slice(&states.to_ne_bytes());
     message
 }
@@ -299,6 +351,28 @@ fn parse_socket(payload: &[u8]) -> Result<DiagSocket, NetlinkError> {
             _ => Err(NetlinkError::Malformed("unknown address family")),
         }
     };
+    let mut receive_buffer = None;
+    let mut drops = None;
+    let mut attributes = &payload[INET_DIAG_MSG_BYTES..];
+    while attributes.len() >= RTA_HEADER_BYTES {
+        let length = usize::from(u16::from_ne_bytes([attributes[0], attributes[1]]));
+        let kind = u16::from_ne_bytes([attributes[2], attributes[3]]);
+        if length < RTA_HEADER_BYTES || length > attributes.len() {
+            return Err(NetlinkError::Malformed("attribute length out of bounds"));
+        }
+        if kind == INET_DIAG_SKMEMINFO {
+            let value = |index: usize| {
+                let at = RTA_HEADER_BYTES + 4 * index;
+                attributes
+                    .get(at..at + 4)
+                    .filter(|_| at + 4 <= length)
+                    .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            };
+            receive_buffer = value(SK_MEMINFO_RCVBUF);
+            drops = value(SK_MEMINFO_DROPS);
+        }
+        attributes = attributes.get((length + 3) & !3..).unwrap_or(&[]);
+    }
     Ok(DiagSocket {
         state: payload[1],
         local: Endpoint {
@@ -310,6 +384,8 @@ fn parse_socket(payload: &[u8]) -> Result<DiagSocket, NetlinkError> {
             port: port(6),
         },
         rx_queue: u32::from_ne_bytes([payload[56], payload[57], payload[58], payload[59]]),
+        receive_buffer,
+        drops,
     })
 }
 
@@ -345,7 +421,12 @@ mod tests {
 
     #[test]
     fn requests_have_the_kernel_layout() {
-        let bytes = request(AF_INET6, kernel_mask(StateMask::ALL), 7);
+        let bytes = request(
+            AF_INET6,
+            Protocol::Tcp,
+            kernel_mask(Protocol::Tcp, StateMask::ALL),
+            7,
+        );
         assert_eq!(bytes.len(), 72);
         assert_eq!(u32::from_ne_bytes(bytes[0..4].try_into().unwrap()), 72);
         assert_eq!(u16::from_ne_bytes([bytes[4], bytes[5]]), 20);
@@ -356,12 +437,102 @@ mod tests {
     }
 
     #[test]
+    fn udp_requests_ask_for_sk_meminfo_and_the_two_udp_states() {
+        let bytes = request(
+            AF_INET,
+            Protocol::Udp,
+            kernel_mask(Protocol::Udp, StateMask::ALL),
+            1,
+        );
+        assert_eq!(
+            (bytes[16], bytes[17], bytes[18]),
+            (AF_INET, IPPROTO_UDP, 0x40)
+        );
+        assert_eq!(
+            u32::from_ne_bytes(bytes[20..24].try_into().unwrap()),
+            (1 << 1) | (1 << 7)
+        );
+        assert_eq!(
+            kernel_mask(Protocol::Udp, StateMask::only(TcpState::Listen)),
+            0
+        );
+    }
+
+    fn attribute(kind: u16, body: &[u8]) -> Vec<u8> {
+        let mut bytes = ((RTA_HEADER_BYTES + body.len()) as u16)
+            .to_ne_bytes()
+            .to_vec();
+        bytes.extend_from_slice(&kind.to_ne_bytes());
+        bytes.extend_from_slice(body);
+        while bytes.len() % 4 != 0 {
+            bytes.push(0);
+        }
+        bytes
+    }
+
+    fn meminfo(values: &[u32]) -> Vec<u8> {
+        let body: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        attribute(INET_DIAG_SKMEMINFO, &body)
+    }
+
+    #[test]
+    fn sk_meminfo_gives_the_receive_buffer_and_drops() {
+        let mut payload = diag_v4(7, [127, 0, 0, 1], 5399, 7680);
+        payload.extend(attribute(8, &[0])); // INET_DIAG_SHUTDOWN, padded
+        payload.extend(meminfo(&[7680, 8192, 0, 212992, 512, 0, 0, 0, 2994]));
+        let datagram = message(SOCK_DIAG_BY_FAMILY, 1, &payload);
+        let mut seen = Vec::new();
+        parse_datagram(&datagram, 1, &mut |s: &DiagSocket| seen.push(*s)).unwrap();
+        assert_eq!(seen[0].rx_queue(), 7680);
+        assert_eq!(seen[0].receive_buffer(), Some(8192));
+        assert_eq!(seen[0].drops(), Some(2994));
+
+        // A kernel before 4.7 has no drops entry: unknown, not zero.
+        let mut payload = diag_v4(7, [127, 0, 0, 1], 5399, 0);
+        payload.extend(meminfo(&[0, 8192, 0, 0, 0, 0, 0, 0]));
+        let datagram = message(SOCK_DIAG_BY_FAMILY, 1, &payload);
+        let mut seen = Vec::new();
+        parse_datagram(&datagram, 1, &mut |s: &DiagSocket| seen.push(*s)).unwrap();
+        assert_eq!(
+            (seen[0].receive_buffer(), seen[0].drops()),
+            (Some(8192), None)
+        );
+
+        // No attribute at all (a TCP dump): nothing known.
+        let datagram = message(SOCK_DIAG_BY_FAMILY, 1, &diag_v4(1, [10, 0, 0, 1], 80, 0));
+        let mut seen = Vec::new();
+        parse_datagram(&datagram, 1, &mut |s: &DiagSocket| seen.push(*s)).unwrap();
+        assert_eq!((seen[0].receive_buffer(), seen[0].drops()), (None, None));
+    }
+
+    #[test]
+    fn an_attribute_running_past_its_message_fails_the_dump() {
+        let mut payload = diag_v4(7, [127, 0, 0, 1], 5399, 0);
+        let mut bad = meminfo(&[0; 9]);
+        bad[0..2].copy_from_slice(&200u16.to_ne_bytes());
+        payload.extend(bad);
+        assert!(matches!(
+            outcome(&message(SOCK_DIAG_BY_FAMILY, 1, &payload)).0,
+            Err(NetlinkError::Malformed(_))
+        ));
+        let mut payload = diag_v4(7, [127, 0, 0, 1], 5399, 0);
+        payload.extend([1, 0, 7, 0]); // length 1 < header
+        assert!(matches!(
+            outcome(&message(SOCK_DIAG_BY_FAMILY, 1, &payload)).0,
+            Err(NetlinkError::Malformed(_))
+        ));
+    }
+
+    #[test]
     fn fin_wait2_also_asks_for_time_wait_mini_sockets() {
         assert_eq!(
-            kernel_mask(StateMask::only(TcpState::FinWait2)),
+            kernel_mask(Protocol::Tcp, StateMask::only(TcpState::FinWait2)),
             (1 << 5) | (1 << 6)
         );
-        assert_eq!(kernel_mask(StateMask::only(TcpState::Listen)), 1 << 10);
+        assert_eq!(
+            kernel_mask(Protocol::Tcp, StateMask::only(TcpState::Listen)),
+            1 << 10
+        );
         assert!(StateMask::ALL.contains(StateMask::only(TcpState::Closing)));
         assert!(!StateMask::only(TcpState::Listen).contains(StateMask::ALL));
     }
