@@ -121,5 +121,5 @@ pub use model::text::quote;
 
 /// The netlink sock_diag reply parser (for its fuzz target).
 pub mod netlink {
-    pub use crate::source::netlink::parse_datagram;
+    pub use crate::source::netlink::{parse_datagram, DiagSocket};
 }

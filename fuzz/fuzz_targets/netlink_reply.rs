@@ -6,11 +6,14 @@
 //! outcome (a socket count at a successful end, or a failure) must equal a naive reference
 //! that reads the same bytes message by message. Above all: a reply carrying a failed
 //! NLMSG_DONE, an NLMSG_ERROR, NLM_F_DUMP_INTR, a foreign sequence or a truncated message
-//! never ends in a count. A panic anywhere is a crash.
+//! never ends in a count. Each socket's state, receive queue and, from its `SK_MEMINFO`
+//! attribute (a UDP dump's), receive buffer and drops must be the reference's; an attribute
+//! whose length runs past its message fails the dump. A panic anywhere is a crash.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use linux_status::netlink::parse_datagram;
+use linux_status::proc::SocketView;
 
 const HEADER: usize = 16;
 const DONE: u16 = 3;
@@ -18,10 +21,14 @@ const ERROR: u16 = 2;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const DUMP_INTR: u16 = 0x10;
 const INET_DIAG_MSG: usize = 72;
+const SKMEMINFO: u16 = 7;
+
+/// State, receive queue, receive buffer, drops.
+type Socket = (u8, u32, Option<u32>, Option<u32>);
 
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
-    Count(usize),
+    Count(Vec<Socket>),
     Failed,
     /// The datagrams ended before NLMSG_DONE: the real dump would wait and time out.
     Unfinished,
@@ -40,9 +47,13 @@ fn datagrams(mut data: &[u8]) -> Vec<&[u8]> {
 }
 
 fn fast(sequence: u32, datagrams: &[&[u8]]) -> Outcome {
-    let mut sockets = 0usize;
+    let mut sockets = Vec::new();
     for datagram in datagrams {
-        match parse_datagram(datagram, sequence, &mut |_| sockets += 1) {
+        let mut on_socket = |s: &_| {
+            let s: &linux_status::netlink::DiagSocket = s;
+            sockets.push((s.state(), s.rx_queue(), s.receive_buffer(), s.drops()))
+        };
+        match parse_datagram(datagram, sequence, &mut on_socket) {
             Err(_) => return Outcome::Failed,
             Ok(true) => return Outcome::Count(sockets),
             Ok(false) => {}
@@ -53,7 +64,32 @@ fn fast(sequence: u32, datagrams: &[&[u8]]) -> Outcome {
 
 /// One datagram, message by message, with nothing clever: Some(true) at a good end, Some(false)
 /// to go on, None for a failed dump.
-fn naive_datagram(datagram: &[u8], sequence: u32, sockets: &mut usize) -> Option<bool> {
+/// The attributes after `inet_diag_msg`: None if one is malformed, else the last SK_MEMINFO's
+/// receive buffer (index 1) and drops (index 8), where it is long enough to hold them.
+fn naive_meminfo(mut rest: &[u8]) -> Option<(Option<u32>, Option<u32>)> {
+    let mut found = (None, None);
+    while rest.len() >= 4 {
+        let length = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));
+        let kind = u16::from_ne_bytes([rest[2], rest[3]]);
+        if length < 4 || length > rest.len() {
+            return None;
+        }
+        if kind == SKMEMINFO {
+            let word = |index: usize| {
+                let at = 4 + 4 * index;
+                (at + 4 <= length).then(|| {
+                    u32::from_ne_bytes([rest[at], rest[at + 1], rest[at + 2], rest[at + 3]])
+                })
+            };
+            found = (word(1), word(8));
+        }
+        let aligned = (length + 3) / 4 * 4;
+        rest = if aligned <= rest.len() { &rest[aligned..] } else { &[] };
+    }
+    Some(found)
+}
+
+fn naive_datagram(datagram: &[u8], sequence: u32, sockets: &mut Vec<Socket>) -> Option<bool> {
     if datagram.is_empty() {
         return None;
     }
@@ -89,7 +125,9 @@ fn naive_datagram(datagram: &[u8], sequence: u32, sockets: &mut usize) -> Option
                 if payload.len() < INET_DIAG_MSG || !matches!(payload[0], 2 | 10) {
                     return None;
                 }
-                *sockets += 1;
+                let (buffer, drops) = naive_meminfo(&payload[INET_DIAG_MSG..])?;
+                let rx = u32::from_ne_bytes([payload[56], payload[57], payload[58], payload[59]]);
+                sockets.push((payload[1], rx, buffer, drops));
             }
             _ => return None,
         }
@@ -99,7 +137,7 @@ fn naive_datagram(datagram: &[u8], sequence: u32, sockets: &mut usize) -> Option
 }
 
 fn naive(sequence: u32, datagrams: &[&[u8]]) -> Outcome {
-    let mut sockets = 0usize;
+    let mut sockets = Vec::new();
     for datagram in datagrams {
         match naive_datagram(datagram, sequence, &mut sockets) {
             None => return Outcome::Failed,
