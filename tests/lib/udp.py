@@ -10,17 +10,21 @@
   included), repeated until they are; `expected_summary()`: what udp_summary must say for
   such a table; `oracle.oracle()` applies net.udp.socket.count's filters to these sockets
   (their states are the kernel names CLOSE and ESTABLISHED).
+- `check_*(ask, ...)`: the checks both agents' suites make, `ask(key)` returning the agent's
+  ItemResult (tests/e2e with zabbix_agentd, tests/agent2 with the plugin).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import socket
 import time
 
 import pytest
 
+from lib import oracle as orc
 from lib import scenario as sc
 
 FLOODED_PORT = 5399
@@ -199,3 +203,127 @@ class UdpScenario:
         for s in self.sockets:
             s.close()
         self.sockets.clear()
+
+
+UDP_FILTERS = [
+    # (laddr, lport, raddr, rport)
+    ("", "53", "", ""),  # the dual-stack [::]:53
+    ("", "5060", "", ""),  # an IPv4 and an IPv6-only socket on one port
+    ("127.0.0.1", "", "", ""),  # IPv4, and the IPv4-mapped connected socket
+    ("::ffff:127.0.0.1", "", "", ""),
+    ("::1", "", "", ""),
+    ("::/0", "", "", ""),
+    ("0.0.0.0/0", "", "", ""),
+    ("", "", "127.0.0.1", "5399"),
+    ("", "", "::1/128", "53"),
+    ("", "", "", "53"),
+    ("", "0", "", ""),
+    ("10.0.0.0/8", "", "", ""),
+]
+
+STATE_SPELLINGS = {
+    "CLOSE": ("UNCONN", "unconn", "CLOSE", "closed", " Unconn "),
+    "ESTABLISHED": ("ESTAB", "established", "ESTABLISHED", "eStAb"),
+    None: ("",),
+}
+
+ERROR_CASES = {
+    "linux_status[udp_status,LISTEN]": ("Unknown UDP state", "UNCONN", "ESTAB"),
+    "linux_status[udp_status,TIME_WAIT]": ("Unknown UDP state",),
+    "linux_status[udp_status,UNCONN,x]": ("Invalid local address",),
+    "linux_status[udp_status,UNCONN,,70000]": ("Invalid local port", "70000"),
+    "linux_status[udp_summary,x]": ("Too many parameters",),
+    "linux_status[udp_discovery,x]": ("Too many parameters",),
+}
+
+
+def count(sockets, state, *filters) -> int:
+    """net.udp.socket.count's answer for ss's sockets (state None: every state)."""
+    counts = orc.oracle(sockets, *filters)
+    return sum(counts.values()) if state is None else counts[state]
+
+
+def status_cases(all_spellings: bool = True) -> list[tuple[str | None, str, tuple]]:
+    """(state, key, filters): every spelling (or one per state), then each filter per state."""
+    cases = [(state, f"linux_status[udp_status,{spelling}]", ())
+             for state, spellings in STATE_SPELLINGS.items()
+             for spelling in (spellings if all_spellings else spellings[:1])]
+    for filters in UDP_FILTERS:
+        for state in STATE_SPELLINGS:
+            name = {"CLOSE": "UNCONN", "ESTABLISHED": "ESTAB", None: ""}[state]
+            cases.append((state, f"linux_status[udp_status,{name},{','.join(filters)}]", filters))
+    return cases
+
+
+def check_status(ask, all_spellings: bool = True) -> None:
+    for state, key, filters in status_cases(all_spellings):
+        sockets, result = settled_udp(lambda: ask(key))
+        assert result.supported, result.raw
+        # A number (zabbix_agent2 -t prints every plugin value as a string: [s|5]).
+        assert result.value.isdigit(), result.raw
+        assert int(result.value) == count(sockets, state, *filters), (key, result.raw, sockets)
+
+
+def split_summary(value: str) -> tuple[dict, dict]:
+    """udp_summary as (its socket part, its kernel counters)."""
+    summary = json.loads(value)
+    counters = {k: v for k, v in summary.items()
+                if k not in ("UNCONN", "ESTAB", "TOTAL", "drops", "ports")}
+    return {k: v for k, v in summary.items() if k not in counters}, counters
+
+
+def check_summary(ask, buffers: bool) -> None:
+    """udp_summary equals ss per port, and its counters equal /proc/net/snmp{,6}."""
+    def query():
+        before = udp_counters()
+        result = ask("linux_status[udp_summary]")
+        return before, result, udp_counters()
+
+    sockets, (before, result, after) = settled_udp(query)
+    assert result.supported, result.raw
+    summary, counters = split_summary(result.value)
+    assert summary == expected_summary(sockets, buffers=buffers)
+    assert before == after, "the UDP counters moved during the query"
+    assert counters == before
+    for name in ("InErrors", "RcvbufErrors", "SndbufErrors", "NoPorts", "InCsumErrors",
+                 "IgnoredMulti", "MemErrors", "Udp6RcvbufErrors"):
+        assert name in counters, (name, counters)
+
+
+def check_drops_grow(ask, scenario: UdpScenario, buffers: bool, datagrams: int = 500) -> None:
+    """`datagrams` more sent to the full receiver: its port's drops, the total and RcvbufErrors
+    grow by exactly that, as in ss; with buffers, the fill is ss's r/rb."""
+    def flooded_port(value: str) -> dict:
+        (row,) = [r for r in json.loads(value)["ports"] if r["port"] == FLOODED_PORT]
+        return row
+
+    def snapshot():
+        result = ask("linux_status[udp_summary]")
+        assert result.supported, result.raw
+        return result.value, udp_counters()
+
+    sockets1, (value1, counters1) = settled_udp(snapshot)
+    scenario.flood(datagrams)
+    sockets2, (value2, counters2) = settled_udp(snapshot)
+    ss_drops = [sum(s.drops for s in sk if s.local_port == FLOODED_PORT)
+                for sk in (sockets1, sockets2)]
+    grown = flooded_port(value2)["drops"] - flooded_port(value1)["drops"]
+    assert grown == ss_drops[1] - ss_drops[0] == datagrams, (grown, ss_drops)
+    assert counters2["RcvbufErrors"] - counters1["RcvbufErrors"] == datagrams
+    assert json.loads(value2)["RcvbufErrors"] == counters2["RcvbufErrors"]
+    assert json.loads(value2)["drops"] - json.loads(value1)["drops"] == datagrams
+    row = flooded_port(value2)
+    if buffers:
+        (receiver,) = [s for s in sockets2 if s.local_port == FLOODED_PORT and s.state == "CLOSE"]
+        assert row["fill_percent"] == round(receiver.recv_q * 10000 // receiver.rcvbuf / 100, 2)
+        assert row["fill_percent"] > 80, row
+    else:
+        assert row["fill_percent"] is None and row["buffer_bytes"] is None, row
+
+
+def check_discovery(ask) -> None:
+    sockets, result = settled_udp(lambda: ask("linux_status[udp_discovery]"))
+    assert result.supported, result.raw
+    rows = json.loads(result.value)
+    assert rows == [{"{#PORT}": str(port)} for port in bound_ports(sockets)]
+    assert {int(r["{#PORT}"]) for r in rows} >= {FLOODED_PORT, DNS_PORT, SIP_PORT}
