@@ -53,7 +53,7 @@ impl fmt::Display for AnswerError {
             ),
             AnswerError::NetlinkForced { refused, error } => write!(
                 f,
-                "{}: {error}. Backend=netlink allows no fallback; Backend=auto would answer from /proc/net/tcp instead.",
+                "{}: {error}. Backend=netlink allows no fallback; Backend=auto would answer from /proc/net (tcp, udp) instead.",
                 if *refused {
                     "Netlink sock_diag is unavailable"
                 } else {

@@ -9,7 +9,7 @@
 //!
 //! Jobs, one file each: [`walk`] (backend choice, fallback, the visitors), [`worker`] (the
 //! worker state and the snapshot client), [`snapshot`] (the shared page's protocol),
-//! [`listen`] (the listening-port table), [`report`] (the JSON renderings), [`error`] (the
+//! [`listen`] (the listening-port table), [`udp`] (the UDP per-port table), [`report`] (the JSON renderings), [`error`] (the
 //! typed errors and events).
 
 pub mod error;
