@@ -61,15 +61,19 @@ export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-co
 BIN_DIR="$FUZZ_DIR/target/$HOST/release"
 
 # --- seeds from tests/fixtures ----------------------------------------------------------
-# proc_parser input: 7 control bytes (family, buffer size, 4 read sizes), then table text.
+# proc_parser input: 7 control bytes (family and protocol, buffer size, 4 read sizes), then
+# table text.
 seed_proc_parser() {
     local dir="$1" fixture file name family
     local i=0
     for fixture in "$ROOT"/tests/fixtures/*/; do
-        for file in tcp tcp6; do
+        for file in tcp tcp6 udp udp6; do
             [[ -f "$fixture$file" ]] || continue
             name="$(basename "$fixture")-$file"
-            family='\x00'; [[ $file == tcp6 ]] && family='\x01'
+            # bit 0: the IPv6 table; bit 1: a UDP table.
+            case $file in
+                tcp) family='\x00' ;; tcp6) family='\x01' ;; udp) family='\x02' ;; udp6) family='\x03' ;;
+            esac
             # production buffer, one big read
             { printf "$family"'\xf0\x00\xff\xff\xff\xff'; head -c 12000 "$fixture$file"; } >"$dir/$name-prod"
             # 300-byte buffer (longer than any line), reads of 1, 7, 150 bytes, one EINTR
@@ -151,7 +155,10 @@ def attr(kind, value):
     return a + b"\0" * (-len(a) % 4)
 with_cgroup = sock(1) + attr(8, b"\0") + attr(21, struct.pack("=Q", 4026))
 seed("cgroup", 0, msg(20, 1, with_cgroup) + msg(20, 1, sock(6)) + msg(3, 1, struct.pack("=i", 0)))
-print(7)
+# A UDP socket with INET_DIAG_SHUTDOWN and SK_MEMINFO (rcvbuf 8192, drops 2994).
+udp = sock(7) + attr(8, b"\0") + attr(7, struct.pack("=9I", 7680, 8192, 0, 212992, 512, 0, 0, 0, 2994))
+seed("udp-meminfo", 0, msg(20, 1, udp) + msg(3, 1, struct.pack("=i", 0)))
+print(8)
 PY
 }
 PYTHON_FOR_SEEDS="$(command -v python3)"

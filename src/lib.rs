@@ -93,7 +93,7 @@ pub mod settings {
 
 /// The /proc/net/tcp{,6} parser and scanner (for the fuzz targets and the parser tests).
 pub mod proc {
-    pub use crate::model::socket::{Endpoint, SocketView};
+    pub use crate::model::socket::{Endpoint, Protocol, SocketView};
     pub use crate::source::proc::parse::{Family, ParseError, Problem, SocketLine};
     pub use crate::source::proc::scan::{ProcSources, ReaderError, Scanner, READ_BUFFER_BYTES};
 }
@@ -128,5 +128,5 @@ pub mod netns {
 
 /// The netlink sock_diag reply parser (for its fuzz target).
 pub mod netlink {
-    pub use crate::source::netlink::parse_datagram;
+    pub use crate::source::netlink::{parse_datagram, DiagSocket};
 }

@@ -21,9 +21,11 @@ use std::fs;
 use std::io::Cursor;
 use std::path::Path;
 
-use linux_status::proc::{Family, Problem, Scanner, READ_BUFFER_BYTES};
+use linux_status::proc::{Family, Problem, Protocol, Scanner, READ_BUFFER_BYTES};
 
-use naive_parser::{fast_scan, naive_parse, Outcome, SplitReader};
+use naive_parser::{
+    fast_scan, fast_scan_table, naive_parse, naive_parse_table, Outcome, SplitReader,
+};
 
 /// How many generated tables; each is checked under several buffer and read configurations.
 const CASES: u64 = 4_000;
@@ -79,6 +81,9 @@ const HEADER4: &str =
     "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
 const HEADER6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
 
+const UDP_HEADER4: &str = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops            ";
+const UDP_HEADER6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops";
+
 fn address_digits(family: Family) -> usize {
     match family {
         Family::V4 => 8,
@@ -86,8 +91,9 @@ fn address_digits(family: Family) -> usize {
     }
 }
 
-/// One valid socket line (without its newline).
-fn socket_line(rng: &mut Rng, family: Family, slot: u64) -> String {
+/// One valid socket line (without its newline) of a `protocol` table: a UDP line has exactly the kernel's eight
+/// columns after the queues, the last one the decimal drops.
+fn socket_line_of(rng: &mut Rng, protocol: Protocol, family: Family, slot: u64) -> String {
     let upper = rng.chance(80);
     let slot = match rng.below(10) {
         // The kernel's right-aligned four columns, growing past 9999.
@@ -117,6 +123,32 @@ fn socket_line(rng: &mut Rng, family: Family, slot: u64) -> String {
     }
     line.push_str(&rng.spaces());
     line.push_str(&format!("{}:{}", rng.hex(8, upper), rng.hex(8, upper)));
+    if protocol == Protocol::Udp {
+        let drops = match rng.below(4) {
+            0 => 0,
+            1 => u64::from(u32::MAX),
+            _ => rng.next() % 100_000,
+        };
+        line.push_str(&format!(
+            "{}00:00000000{}00000000{}{}{}0{}{}{}2{}{}{}{drops}",
+            rng.spaces(),
+            rng.spaces(),
+            rng.spaces(),
+            rng.next() % 70_000,
+            rng.spaces(),
+            rng.spaces(),
+            rng.next() % 100_000_000,
+            rng.spaces(),
+            rng.spaces(),
+            rng.hex(16, false),
+            rng.spaces(),
+        ));
+        if rng.chance(50) {
+            // udp (IPv4) lines are padded to 127 columns.
+            line.push_str(&" ".repeat(1 + rng.below(40)));
+        }
+        return line;
+    }
     // The columns the parser does not read: at least one, any shape.
     for _ in 0..1 + rng.below(12) {
         line.push_str(&rng.spaces());
@@ -135,9 +167,15 @@ fn socket_line(rng: &mut Rng, family: Family, slot: u64) -> String {
 }
 
 fn valid_table(rng: &mut Rng, family: Family) -> Vec<u8> {
-    let header = match family {
-        Family::V4 => HEADER4,
-        Family::V6 => HEADER6,
+    valid_table_of(rng, Protocol::Tcp, family)
+}
+
+fn valid_table_of(rng: &mut Rng, protocol: Protocol, family: Family) -> Vec<u8> {
+    let header = match (protocol, family) {
+        (Protocol::Tcp, Family::V4) => HEADER4,
+        (Protocol::Tcp, Family::V6) => HEADER6,
+        (Protocol::Udp, Family::V4) => UDP_HEADER4,
+        (Protocol::Udp, Family::V6) => UDP_HEADER6,
     };
     let mut text = String::from(header);
     if rng.chance(50) {
@@ -151,7 +189,7 @@ fn valid_table(rng: &mut Rng, family: Family) -> Vec<u8> {
     };
     let first_slot = if rng.chance(20) { 9_990 } else { 0 };
     for slot in first_slot..first_slot + lines as u64 {
-        text.push_str(&socket_line(rng, family, slot));
+        text.push_str(&socket_line_of(rng, protocol, family, slot));
         text.push('\n');
     }
     text.into_bytes()
@@ -269,6 +307,8 @@ fn problem_name(outcome: &Outcome) -> &'static str {
             Problem::TooFewColumns => "TooFewColumns",
             Problem::Truncated => "Truncated",
             Problem::LineTooLong => "LineTooLong",
+            Problem::UdpColumns => "UdpColumns",
+            Problem::BadDrops => "BadDrops",
         },
     }
 }
@@ -369,6 +409,148 @@ fn generated_tables_agree_with_the_naive_parser() {
             "the generator rarely reached {kind}: {seen:?}"
         );
     }
+}
+
+/// UDP tables: corrupted the same ways, plus a column added or removed after the queues and
+/// a hostile drops value.
+fn corrupt_udp(rng: &mut Rng, table: &mut Vec<u8>) {
+    if rng.chance(60) {
+        return corrupt(rng, table);
+    }
+    let at = rng.below(table.len().max(1));
+    let start = line_start(table, at.min(table.len()));
+    let end = table[start..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(table.len(), |length| start + length);
+    let trimmed = table[start..end]
+        .iter()
+        .rposition(|&b| b != b' ')
+        .map_or(start, |last| start + last + 1);
+    let insert: &[u8] = match rng.below(5) {
+        0 => b" 7",
+        1 => b"9",
+        2 => b"x",
+        3 => b"0000000000",
+        _ => b"-1",
+    };
+    if rng.chance(20) {
+        // Remove the last column.
+        if let Some(space) = table[start..trimmed].iter().rposition(|&b| b == b' ') {
+            table.drain(start + space..trimmed);
+        }
+    } else {
+        table.splice(trimmed..trimmed, insert.iter().copied());
+    }
+}
+
+#[test]
+fn generated_udp_tables_agree_with_the_naive_parser() {
+    let mut rng = Rng::new(SEED ^ 0x00d9);
+    let mut seen: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for case in 0..2_000 {
+        let family = if rng.chance(50) {
+            Family::V4
+        } else {
+            Family::V6
+        };
+        let mut table = valid_table_of(&mut rng, Protocol::Udp, family);
+        let corruptions = match rng.below(10) {
+            0..=2 => 0,
+            3..=7 => 1,
+            _ => 2 + rng.below(3),
+        };
+        for _ in 0..corruptions {
+            corrupt_udp(&mut rng, &mut table);
+        }
+        let what = format!("UDP case {case} ({corruptions} corruptions)");
+        let outcome = naive_parse_table(Protocol::Udp, family, &table, READ_BUFFER_BYTES);
+        let mut scanner = Scanner::default();
+        assert_eq!(
+            fast_scan_table(&mut scanner, Cursor::new(&table), Protocol::Udp, family),
+            outcome,
+            "{what}: production buffer, one read, table:\n{}",
+            String::from_utf8_lossy(&table)
+        );
+        if corruptions == 0 {
+            assert!(
+                outcome.is_ok(),
+                "{what}: a valid table was rejected: {outcome:?}"
+            );
+            assert!(outcome
+                .iter()
+                .flatten()
+                .all(|socket| socket.drops.is_some()));
+        }
+        *seen.entry(problem_name(&outcome)).or_default() += 1;
+        for _ in 0..2 {
+            let buffer = match rng.below(3) {
+                0 => 1 + rng.below(400),
+                1 => *rng.pick(BUFFERS),
+                _ => 4096,
+            };
+            let steps: Vec<usize> = (0..1 + rng.below(4))
+                .map(|_| match rng.below(4) {
+                    0 => 0,
+                    1 => 1 + rng.below(16),
+                    _ => 1 + rng.below(300),
+                })
+                .collect();
+            let expected = naive_parse_table(Protocol::Udp, family, &table, buffer);
+            let mut scanner = Scanner::with_buffer_size(buffer);
+            let split = fast_scan_table(
+                &mut scanner,
+                SplitReader::new(&table, &steps),
+                Protocol::Udp,
+                family,
+            );
+            assert_eq!(split, expected, "{what}: buffer {buffer}, steps {steps:?}");
+        }
+    }
+    println!("UDP outcomes: {seen:?}");
+    for kind in ["ok", "UdpColumns", "BadDrops", "BadState", "Truncated"] {
+        assert!(
+            seen.get(kind).copied().unwrap_or(0) >= 5,
+            "the generator rarely reached {kind}: {seen:?}"
+        );
+    }
+}
+
+#[test]
+fn the_udp_fixture_agrees_and_counts_as_captured() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/udp-small");
+    let (mut unconn, mut estab, mut drops) = (0u64, 0u64, 0u64);
+    let mut rng = Rng::new(SEED ^ 0x00da);
+    for (file, family) in [("udp", Family::V4), ("udp6", Family::V6)] {
+        let table = fs::read(dir.join(file)).expect("fixture");
+        let sockets = naive_parse_table(Protocol::Udp, family, &table, READ_BUFFER_BYTES)
+            .expect("valid fixture");
+        for &buffer in BUFFERS {
+            let steps = [1 + rng.below(4096), 1 + rng.below(64), 4096];
+            let expected = naive_parse_table(Protocol::Udp, family, &table, buffer);
+            let mut scanner = Scanner::with_buffer_size(buffer);
+            let actual = fast_scan_table(
+                &mut scanner,
+                SplitReader::new(&table, &steps),
+                Protocol::Udp,
+                family,
+            );
+            assert_eq!(actual, expected, "{file} buffer {buffer}");
+        }
+        for socket in sockets {
+            match socket.state {
+                7 => unconn += 1,
+                1 => estab += 1,
+                other => panic!("UDP state {other}"),
+            }
+            drops += u64::from(socket.drops.expect("UDP drops"));
+        }
+    }
+    let expected = fs::read_to_string(dir.join("expected-udp")).expect("expected");
+    assert_eq!(
+        expected,
+        format!("UNCONN {unconn}\nESTAB {estab}\ndrops {drops}\n")
+    );
 }
 
 #[test]

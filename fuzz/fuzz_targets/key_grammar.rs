@@ -6,7 +6,8 @@
 //! form one more parameter. The empty input is `linux_status` without brackets (no
 //! parameters), "\0" is `linux_status[]` (one empty parameter).
 //!
-//! The tables are the fixture tests/fixtures/mixed-small (plus a small netstat), never the
+//! The tables are the fixtures tests/fixtures/mixed-small and udp-small (plus a small netstat),
+//! never the
 //! machine's /proc: the sources are a copy of it, as LINUX_STATUS_PROC_NET_DIR names them
 //! (which forces the /proc backend). Checked: no panic; an error message is non-empty,
 //! printable ASCII (what it echoes is quoted) and at most MAX_MESSAGE bytes whatever the input
@@ -60,6 +61,10 @@ fn fixture() -> &'static Fixture {
         for file in ["tcp", "tcp6"] {
             std::fs::copy(original.join(file), dir.join(file)).expect("copy fixture");
         }
+        let udp = original.with_file_name("udp-small");
+        for file in ["udp", "udp6", "snmp", "snmp6"] {
+            std::fs::copy(udp.join(file), dir.join(file)).expect("copy UDP fixture");
+        }
         std::fs::write(dir.join("netstat"), NETSTAT).expect("write netstat");
         let text =
             std::fs::read_to_string(original.join("expected")).expect("fixture expected file");
@@ -99,9 +104,10 @@ fn may_fail(request: &ItemRequest) -> bool {
         | ItemRequest::NetnsSummary { .. }
         | ItemRequest::NetnsStatus { .. }
         | ItemRequest::NetnsAll => true,
-        ItemRequest::TcpStatus { filter, .. } | ItemRequest::TcpSummary { filter } => {
-            names_a_service(filter)
-        }
+        ItemRequest::TcpStatus { filter, .. }
+        | ItemRequest::TcpSummary { filter }
+        | ItemRequest::UdpStatus { filter, .. } => names_a_service(filter),
+        ItemRequest::UdpSummary | ItemRequest::UdpDiscovery => false,
         ItemRequest::ListenDiscovery
         | ItemRequest::ListenStats
         | ItemRequest::Version
@@ -200,6 +206,19 @@ fuzz_target!(|input: &[u8]| {
         }
         Ok(ItemValue::Text(text)) => assert!(!text.contains('\0'), "NUL in text value {text:?}"),
         Ok(ItemValue::Unsigned(value)) => {
+            if let ItemRequest::UdpStatus { state, filter } = &request {
+                // udp-small/expected-udp: UNCONN 3, ESTAB 1.
+                let all = match state {
+                    Some(TcpState::Close) => 3,
+                    Some(_) => 1,
+                    None => 4,
+                };
+                if filter.is_any() {
+                    assert_eq!(value, all, "UDP count of {state:?}");
+                } else {
+                    assert!(value <= all, "filtered UDP count {value} > {all}");
+                }
+            }
             if let ItemRequest::TcpStatus { state, filter } = &request {
                 let all = fixture
                     .counts

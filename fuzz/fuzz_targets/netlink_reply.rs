@@ -6,14 +6,15 @@
 //! outcome (a socket count at a successful end, or a failure) must equal a naive reference
 //! that reads the same bytes message by message. Above all: a reply carrying a failed
 //! NLMSG_DONE, an NLMSG_ERROR, NLM_F_DUMP_INTR, a foreign sequence or a truncated message
-//! never ends in a count. Each socket's attributes are checked too: the fast parser's cgroup
-//! ids (summed, with the number of sockets that carry one) must equal the reference's, and a
+//! never ends in a count. Each socket's state, receive queue, cgroup id and, from its
+//! `SK_MEMINFO` attribute (a UDP dump's), receive buffer and drops must be the reference's; a
 //! malformed attribute (shorter than its header, past its message, a cgroup id that is not 8
 //! bytes) fails the dump in both. A panic anywhere is a crash.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use linux_status::netlink::parse_datagram;
+use linux_status::proc::SocketView;
 
 const HEADER: usize = 16;
 const DONE: u16 = 3;
@@ -21,11 +22,15 @@ const ERROR: u16 = 2;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const DUMP_INTR: u16 = 0x10;
 const INET_DIAG_MSG: usize = 72;
+const SKMEMINFO: u16 = 7;
+const CGROUP_ID: u16 = 21;
+
+/// State, receive queue, receive buffer, drops, cgroup id.
+type Socket = (u8, u32, Option<u32>, Option<u32>, Option<u64>);
 
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
-    /// Sockets, sockets with a cgroup id, the wrapping sum of those ids.
-    Count(usize, usize, u64),
+    Count(Vec<Socket>),
     Failed,
     /// The datagrams ended before NLMSG_DONE: the real dump would wait and time out.
     Unfinished,
@@ -43,66 +48,67 @@ fn datagrams(mut data: &[u8]) -> Vec<&[u8]> {
     out
 }
 
-#[derive(Default)]
-struct Tally {
-    sockets: usize,
-    with_cgroup: usize,
-    id_sum: u64,
-}
-
-impl Tally {
-    fn count(&mut self, cgroup_id: Option<u64>) {
-        self.sockets += 1;
-        if let Some(id) = cgroup_id {
-            self.with_cgroup += 1;
-            self.id_sum = self.id_sum.wrapping_add(id);
-        }
-    }
-
-    fn outcome(&self) -> Outcome {
-        Outcome::Count(self.sockets, self.with_cgroup, self.id_sum)
-    }
-}
-
 fn fast(sequence: u32, datagrams: &[&[u8]]) -> Outcome {
-    let mut tally = Tally::default();
+    let mut sockets = Vec::new();
     for datagram in datagrams {
-        match parse_datagram(datagram, sequence, &mut |socket| tally.count(socket.cgroup_id())) {
+        let mut on_socket = |s: &_| {
+            let s: &linux_status::netlink::DiagSocket = s;
+            sockets.push((
+                s.state(),
+                s.rx_queue(),
+                s.receive_buffer(),
+                s.drops(),
+                s.cgroup_id(),
+            ))
+        };
+        match parse_datagram(datagram, sequence, &mut on_socket) {
             Err(_) => return Outcome::Failed,
-            Ok(true) => return tally.outcome(),
+            Ok(true) => return Outcome::Count(sockets),
             Ok(false) => {}
         }
     }
     Outcome::Unfinished
 }
 
-/// The attributes after `inet_diag_msg`, one by one: Some(cgroup id or none), None if
-/// malformed. Up to 3 trailing bytes are padding.
-fn naive_attributes(mut rest: &[u8]) -> Option<Option<u64>> {
-    let mut id = None;
+/// The attributes after `inet_diag_msg`, one by one: None if one is malformed, else the last
+/// SK_MEMINFO's receive buffer (index 1) and drops (index 8) where it is long enough to hold
+/// them, and the last cgroup id. Up to 3 trailing bytes are padding.
+type Found = (Option<u32>, Option<u32>, Option<u64>);
+fn naive_attributes(mut rest: &[u8]) -> Option<Found> {
+    let mut found = (None, None, None);
     while rest.len() >= 4 {
         let length = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));
         let kind = u16::from_ne_bytes([rest[2], rest[3]]) & 0x3fff;
         if length < 4 || length > rest.len() {
             return None;
         }
-        if kind == 21 {
+        if kind == SKMEMINFO {
+            let word = |index: usize| {
+                let at = 4 + 4 * index;
+                (at + 4 <= length).then(|| {
+                    u32::from_ne_bytes([rest[at], rest[at + 1], rest[at + 2], rest[at + 3]])
+                })
+            };
+            found.0 = word(1);
+            found.1 = word(8);
+        }
+        if kind == CGROUP_ID {
             if length != 12 {
                 return None;
             }
             let mut value = [0u8; 8];
             value.copy_from_slice(&rest[4..12]);
-            id = Some(u64::from_ne_bytes(value));
+            found.2 = Some(u64::from_ne_bytes(value));
         }
         let step = (length + 3) / 4 * 4;
         rest = if step >= rest.len() { &[] } else { &rest[step..] };
     }
-    Some(id)
+    Some(found)
 }
 
 /// One datagram, message by message, with nothing clever: Some(true) at a good end, Some(false)
 /// to go on, None for a failed dump.
-fn naive_datagram(datagram: &[u8], sequence: u32, tally: &mut Tally) -> Option<bool> {
+fn naive_datagram(datagram: &[u8], sequence: u32, sockets: &mut Vec<Socket>) -> Option<bool> {
     if datagram.is_empty() {
         return None;
     }
@@ -138,7 +144,9 @@ fn naive_datagram(datagram: &[u8], sequence: u32, tally: &mut Tally) -> Option<b
                 if payload.len() < INET_DIAG_MSG || !matches!(payload[0], 2 | 10) {
                     return None;
                 }
-                tally.count(naive_attributes(&payload[INET_DIAG_MSG..])?);
+                let (buffer, drops, cgroup) = naive_attributes(&payload[INET_DIAG_MSG..])?;
+                let rx = u32::from_ne_bytes([payload[56], payload[57], payload[58], payload[59]]);
+                sockets.push((payload[1], rx, buffer, drops, cgroup));
             }
             _ => return None,
         }
@@ -148,11 +156,11 @@ fn naive_datagram(datagram: &[u8], sequence: u32, tally: &mut Tally) -> Option<b
 }
 
 fn naive(sequence: u32, datagrams: &[&[u8]]) -> Outcome {
-    let mut tally = Tally::default();
+    let mut sockets = Vec::new();
     for datagram in datagrams {
-        match naive_datagram(datagram, sequence, &mut tally) {
+        match naive_datagram(datagram, sequence, &mut sockets) {
             None => return Outcome::Failed,
-            Some(true) => return tally.outcome(),
+            Some(true) => return Outcome::Count(sockets),
             Some(false) => {}
         }
     }

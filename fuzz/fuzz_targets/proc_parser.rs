@@ -1,6 +1,7 @@
-//! Fuzz target: the /proc/net/tcp{,6} parser behind `Scanner::scan_reader`.
+//! Fuzz target: the /proc/net/{tcp,tcp6,udp,udp6} parser behind `Scanner::scan_table_reader`.
 //!
-//! Input layout: byte 0 picks the family (bit 0: tcp6), bytes 1-2 the scanner's buffer size
+//! Input layout: byte 0 picks the family (bit 0: tcp6/udp6) and the protocol (bit 1: a UDP
+//! table, with its drops column), bytes 1-2 the scanner's buffer size
 //! (1..=512 bytes, or the production 64 KiB when byte 1 >= 0xF0), bytes 3-6 a cycle of
 //! read() sizes (0 = one `Interrupted` error), the rest is the table text. The same text is
 //! also scanned with the production buffer in one read. Both results must equal the naive
@@ -12,12 +13,12 @@ use std::cell::RefCell;
 use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
-use linux_status::proc::{Family, Scanner, READ_BUFFER_BYTES};
+use linux_status::proc::{Family, Protocol, Scanner, READ_BUFFER_BYTES};
 
 #[path = "../../tests/common/naive_parser.rs"]
 mod naive_parser;
 
-use naive_parser::{fast_scan, naive_parse, SplitReader};
+use naive_parser::{fast_scan_table, naive_parse_table, SplitReader};
 
 thread_local! {
     // Reused like the module's per-worker scanner: stale bytes from the previous input must
@@ -35,6 +36,11 @@ fuzz_target!(|input: &[u8]| {
     } else {
         Family::V6
     };
+    let protocol = if control[0] & 2 == 0 {
+        Protocol::Tcp
+    } else {
+        Protocol::Udp
+    };
     let buffer_len = if control[1] >= 0xF0 {
         READ_BUFFER_BYTES
     } else {
@@ -42,17 +48,22 @@ fuzz_target!(|input: &[u8]| {
     };
     let steps: Vec<usize> = control[3..7].iter().map(|&b| usize::from(b)).collect();
 
-    let expected = naive_parse(family, data, buffer_len);
+    let expected = naive_parse_table(protocol, family, data, buffer_len);
     let mut scanner = Scanner::with_buffer_size(buffer_len);
-    let split = fast_scan(&mut scanner, SplitReader::new(data, &steps), family);
+    let split = fast_scan_table(
+        &mut scanner,
+        SplitReader::new(data, &steps),
+        protocol,
+        family,
+    );
     assert_eq!(
         split, expected,
-        "buffer {buffer_len}, read sizes {steps:?}, family {family:?}"
+        "buffer {buffer_len}, read sizes {steps:?}, family {family:?}, {protocol:?}"
     );
 
-    let expected_whole = naive_parse(family, data, READ_BUFFER_BYTES);
+    let expected_whole = naive_parse_table(protocol, family, data, READ_BUFFER_BYTES);
     PRODUCTION.with(|cell| {
-        let whole = fast_scan(&mut cell.borrow_mut(), Cursor::new(data), family);
+        let whole = fast_scan_table(&mut cell.borrow_mut(), Cursor::new(data), protocol, family);
         assert_eq!(whole, expected_whole, "production buffer, one read");
     });
 });

@@ -53,7 +53,7 @@ impl fmt::Display for AnswerError {
             ),
             AnswerError::NetlinkForced { refused, error } => write!(
                 f,
-                "{}: {error}. Backend=netlink allows no fallback; Backend=auto would answer from /proc/net/tcp instead.",
+                "{}: {error}. Backend=netlink allows no fallback; Backend=auto would answer from /proc/net (tcp, udp) instead.",
                 if *refused {
                     "Netlink sock_diag is unavailable"
                 } else {
@@ -89,11 +89,11 @@ impl fmt::Display for Event<'_> {
         match self {
             Event::NetlinkRefused(error) => write!(
                 f,
-                "linux_status: netlink sock_diag unavailable ({error}); using /proc/net/tcp and /proc/net/tcp6 instead"
+                "linux_status: netlink sock_diag unavailable ({error}); using /proc/net/tcp{{,6}} and /proc/net/udp{{,6}} instead"
             ),
             Event::DumpFailed(error) => write!(
                 f,
-                "linux_status: a netlink sock_diag dump failed ({error}); that request was answered from /proc/net/tcp and /proc/net/tcp6 (said once per process)"
+                "linux_status: a netlink sock_diag dump failed ({error}); that request was answered from /proc/net/tcp{{,6}} or /proc/net/udp{{,6}} (said once per process)"
             ),
         }
     }

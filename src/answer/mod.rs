@@ -9,7 +9,7 @@
 //!
 //! Jobs, one file each: [`cgroup`] (per-cgroup counts), [`walk`] (backend choice, fallback, the visitors), [`worker`] (the
 //! worker state and the snapshot client), [`snapshot`] (the shared page's protocol),
-//! [`listen`] (the listening-port table), [`report`] (the JSON renderings), [`error`] (the
+//! [`listen`] (the listening-port table), [`udp`] (the UDP per-port table), [`report`] (the JSON renderings), [`error`] (the
 //! typed errors and events).
 
 pub mod cgroup;
@@ -18,6 +18,7 @@ pub mod listen;
 pub mod netns;
 pub mod report;
 pub mod snapshot;
+pub mod udp;
 pub mod walk;
 pub mod worker;
 
@@ -27,13 +28,14 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::model::deadline::Deadline;
+use crate::model::socket::Protocol;
 use crate::model::state::StateMask;
 use crate::request::filter::SocketFilter;
 use crate::request::key::ItemRequest;
 use crate::request::registry;
 use crate::setup::config::Backend;
-use crate::source::netstat;
 use crate::source::proc::scan::ProcSources;
+use crate::source::{counters, netstat};
 use error::{AnswerError, EventSink};
 use netns::NetnsSnapshot;
 use report::ListenCounters;
@@ -222,7 +224,74 @@ pub fn answer(
         ItemRequest::NetnsAll => netns::all(context, worker).map(ItemValue::Text),
         ItemRequest::Version => Ok(ItemValue::Text(env!("CARGO_PKG_VERSION").to_owned())),
         ItemRequest::Info => Ok(ItemValue::Text(info(context, worker))),
+        ItemRequest::UdpStatus { state, filter } => {
+            let filter = filter.resolve(&mut worker.services)?;
+            let counts = worker::udp_snapshot_counts(context, worker, &filter)?;
+            Ok(ItemValue::Unsigned(match state {
+                Some(state) => counts.get(*state),
+                None => counts.total(),
+            }))
+        }
+        ItemRequest::UdpSummary => {
+            let counters = udp_counters(context)?;
+            fill_udp_table(context, worker)?;
+            Ok(ItemValue::Text(report::udp_summary(
+                &mut worker.udp_table,
+                &counters,
+            )))
+        }
+        ItemRequest::UdpDiscovery => {
+            fill_udp_table(context, worker)?;
+            Ok(ItemValue::Text(report::udp_discovery(
+                &mut worker.udp_table,
+            )))
+        }
     }
+}
+
+/// The worker's UDP table, from one walk of the UDP tables.
+fn fill_udp_table(context: &Context<'_>, worker: &mut Worker) -> Result<(), AnswerError> {
+    worker.udp_table.reset();
+    walk::walk_protocol(
+        context,
+        &mut worker.scanner,
+        Protocol::Udp,
+        StateMask::UDP,
+        &mut worker.udp_table,
+    )
+    .map(|_| ())
+}
+
+/// The `Udp:` counters of /proc/net/snmp and the `Udp6*` ones of /proc/net/snmp6, under
+/// their kernel names, rendered as JSON members. A missing snmp6 is IPv6 being disabled
+/// (as a missing tcp6 or udp6): its members are left out.
+fn udp_counters(context: &Context<'_>) -> Result<String, AnswerError> {
+    let mut text = String::new();
+    let mut members = String::new();
+    let sources = context.sources;
+    let malformed = |path: &std::path::Path, problem: String| {
+        AnswerError::Source(format!(
+            "Unexpected content in {}: {problem}.",
+            path.display()
+        ))
+    };
+    counters::read_counter_file(&sources.snmp, &mut text).map_err(AnswerError::Source)?;
+    let udp = counters::group(&text, counters::Layout::Paired, "Udp")
+        .map_err(|problem| malformed(&sources.snmp, problem))?;
+    for (name, value) in udp {
+        let value = counters::value(name, value).map_err(|p| malformed(&sources.snmp, p))?;
+        report::push_counter_member(&mut members, name, value);
+    }
+    if sources.snmp6.exists() {
+        counters::read_counter_file(&sources.snmp6, &mut text).map_err(AnswerError::Source)?;
+        let all = counters::group(&text, counters::Layout::NameValue, "")
+            .map_err(|problem| malformed(&sources.snmp6, problem))?;
+        for (name, value) in all.filter(|(name, _)| name.starts_with("Udp6")) {
+            let value = counters::value(name, value).map_err(|p| malformed(&sources.snmp6, p))?;
+            report::push_counter_member(&mut members, name, value);
+        }
+    }
+    Ok(members)
 }
 
 /// `linux_status[info]` for this process.

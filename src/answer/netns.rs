@@ -24,6 +24,7 @@ use crate::answer::report::{self, ListenCounters};
 use crate::answer::snapshot::{fresh, Lookup, Slot};
 use crate::answer::walk::{fill_listen_table, walk_and_count};
 use crate::answer::{Context, Worker};
+use crate::model::socket::Protocol;
 use crate::model::state::{StateCounts, StateMask, TcpState, TABLE_LEN};
 use crate::model::text::quote;
 use crate::request::filter::SocketFilter;
@@ -267,14 +268,20 @@ fn read_counts(
 ) -> Result<StateCounts, AnswerError> {
     let sources = ProcSources::in_dir(&net_dir(identity.pid));
     let context = namespace_context(context, &sources);
-    let (counts, _) = walk_and_count(&context, &mut worker.scanner, filter, StateMask::ALL)
-        .map_err(|error| {
-            if still_holds(identity) {
-                error
-            } else {
-                gone(identity)
-            }
-        })?;
+    let (counts, _) = walk_and_count(
+        &context,
+        &mut worker.scanner,
+        Protocol::Tcp,
+        filter,
+        StateMask::ALL,
+    )
+    .map_err(|error| {
+        if still_holds(identity) {
+            error
+        } else {
+            gone(identity)
+        }
+    })?;
     if !still_holds(identity) {
         return Err(gone(identity));
     }

@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use crate::answer::listen::PortStats;
+use crate::answer::udp::{UdpPortStats, UdpTable};
 use crate::model::state::{StateCounts, TcpState};
 
 /// Writes `"ESTABLISHED":n,...,"CLOSING":n,"TOTAL":n` (no braces).
@@ -88,6 +89,102 @@ fn write_listen_members<'a>(
         "],\"ListenOverflows\":{},\"ListenDrops\":{}",
         counters.overflows, counters.drops
     );
+}
+
+/// Writes `"UNCONN":n,"ESTAB":n` then `,"TOTAL":n` (no braces): the `ss -uan` names.
+fn write_udp_state_members(json: &mut String, counts: &StateCounts, total: bool) {
+    let _ = write!(
+        json,
+        "\"UNCONN\":{},\"ESTAB\":{}",
+        counts.get(TcpState::Close),
+        counts.get(TcpState::Established)
+    );
+    if total {
+        let _ = write!(json, ",\"TOTAL\":{}", counts.total());
+    }
+}
+
+fn write_optional(json: &mut String, value: Option<u64>) {
+    match value {
+        Some(value) => {
+            let _ = write!(json, "{value}");
+        }
+        None => json.push_str("null"),
+    }
+}
+
+fn write_udp_port(json: &mut String, stats: &UdpPortStats) {
+    let _ = write!(
+        json,
+        "{{\"port\":{},\"sockets\":{},",
+        stats.port,
+        stats.states.total()
+    );
+    write_udp_state_members(json, &stats.states, false);
+    let _ = write!(
+        json,
+        ",\"queue_bytes\":{},\"buffer_bytes\":",
+        stats.queue_bytes
+    );
+    write_optional(json, stats.buffer_bytes);
+    json.push_str(",\"fill_percent\":");
+    match stats.fill_hundredths {
+        Some(hundredths) => {
+            let _ = write!(json, "{}.{:02}", hundredths / 100, hundredths % 100);
+        }
+        None => json.push_str("null"),
+    }
+    json.push_str(",\"drops\":");
+    write_optional(json, stats.drops);
+    json.push('}');
+}
+
+/// `{"UNCONN":3,"ESTAB":1,"TOTAL":4,"drops":2994,"ports":[{"port":53,"sockets":2,"UNCONN":2,
+/// "ESTAB":0,"queue_bytes":0,"buffer_bytes":425984,"fill_percent":0.00,"drops":0}],`
+/// then `counters`, the `"InDatagrams":0,...,"Udp6InDatagrams":0,...` members already
+/// rendered (or empty), and `}`.
+pub fn udp_summary(table: &mut UdpTable, counters: &str) -> String {
+    let mut json = String::with_capacity(512);
+    json.push('{');
+    write_udp_state_members(&mut json, &table.counts, true);
+    json.push_str(",\"drops\":");
+    write_optional(&mut json, table.drops);
+    json.push_str(",\"ports\":[");
+    for (index, stats) in table.bound_ports().enumerate() {
+        if index > 0 {
+            json.push(',');
+        }
+        write_udp_port(&mut json, stats);
+    }
+    json.push(']');
+    if !counters.is_empty() {
+        json.push(',');
+        json.push_str(counters);
+    }
+    json.push('}');
+    json
+}
+
+/// `[{"{#PORT}":"53"},...]`: one row per bound UDP port.
+pub fn udp_discovery(table: &mut UdpTable) -> String {
+    let mut json = String::from("[");
+    for (index, stats) in table.bound_ports().enumerate() {
+        if index > 0 {
+            json.push(',');
+        }
+        let _ = write!(json, "{{\"{{#PORT}}\":\"{}\"}}", stats.port);
+    }
+    json.push(']');
+    json
+}
+
+/// Appends `"name":value` to a rendered member list (comma-separated, no braces).
+pub fn push_counter_member(json: &mut String, name: &str, value: u64) {
+    if !json.is_empty() {
+        json.push(',');
+    }
+    write_json_string(json, name);
+    let _ = write!(json, ":{value}");
 }
 
 /// What `linux_status[info]` reports: how this process answers.

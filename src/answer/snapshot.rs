@@ -10,7 +10,9 @@
 //! The page holds one *slot* per kind of walk, so that a cheap walk is never replaced by an
 //! expensive one: slot 0 holds the counts of every state (what a /proc scan, or a full
 //! netlink dump, gives); slot n (1..=11) holds a netlink dump of kernel state n alone (a
-//! LISTEN-only dump walks only the small listening hash). A single-state request uses the
+//! LISTEN-only dump walks only the small listening hash); slot 12 holds the UDP counts (a
+//! walk of the UDP tables, keyed apart so a UDP walk never answers a TCP count nor the
+//! reverse). A single-state request uses the
 //! all-states slot when it is fresh, else its own; when other single states are being polled
 //! together it makes the all-states walk instead ([`SharedSnapshot::walk_for`]).
 //!
@@ -51,8 +53,11 @@ use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use crate::model::state::{StateMask, TcpState, TABLE_LEN};
 
-/// Slot 0 (all states) and one slot per kernel state number 1..=11.
-pub const SLOTS: usize = 12;
+/// Slot 0 (all TCP states), one slot per kernel state number 1..=11, and the UDP slot.
+pub const SLOTS: usize = 13;
+
+/// The slot of the UDP walks.
+const UDP_SLOT: usize = 12;
 
 /// The shared record: every slot of one agent. All-zero bytes are a valid, empty record
 /// (what a fresh anonymous mapping holds).
@@ -99,6 +104,11 @@ impl SharedSnapshot {
             .iter()
             .find(|state| StateMask::only(**state) == states)
             .and_then(|state| self.slots.get(usize::from(state.kernel_number())))
+    }
+
+    /// The slot of the UDP counts (every UDP state, from one walk of the UDP tables).
+    pub fn udp_slot(&self) -> Option<&Slot> {
+        self.slots.get(UDP_SLOT)
     }
 }
 
@@ -420,6 +430,16 @@ mod tests {
         assert_ne!(listen, established);
         let two = StateMask::only(TcpState::Listen).union(StateMask::only(TcpState::Close));
         assert!(shared.slot(two).is_none());
+        // The UDP walk has its own slot, never one a TCP walk uses.
+        let udp = shared.udp_slot().unwrap() as *const Slot;
+        assert!(shared.slot(StateMask::UDP).is_none());
+        assert_ne!(udp, all);
+        for state in TcpState::ALL {
+            assert_ne!(
+                udp,
+                shared.slot(StateMask::only(state)).unwrap() as *const Slot
+            );
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::answer::error::{AnswerError, Event};
 use crate::answer::listen::ListenTable;
 use crate::answer::{Context, Process};
 use crate::model::deadline::Deadline;
-use crate::model::socket::SocketView;
+use crate::model::socket::{Protocol, SocketView};
 use crate::model::state::{StateCounts, StateMask, TcpState};
 use crate::request::filter::SocketFilter;
 use crate::setup::config::Backend;
@@ -71,18 +71,35 @@ impl SocketVisitor for TableFiller<'_> {
     }
 }
 
-/// Walks the sockets in `states` with the context's backend, reading through `scanner`'s
-/// buffer. Returns the states the walk covered: all of them for /proc, `states` for netlink.
+/// Walks the TCP sockets in `states` with the context's backend, reading through
+/// `scanner`'s buffer. Returns the states the walk covered: all of them for /proc, `states`
+/// for netlink.
 pub fn walk<V: SocketVisitor>(
     context: &Context<'_>,
     scanner: &mut Scanner,
     states: StateMask,
     visitor: &mut V,
 ) -> Result<StateMask, AnswerError> {
+    walk_protocol(context, scanner, Protocol::Tcp, states, visitor)
+}
+
+/// [`walk`] over the sockets of `protocol`: the same backend choice and fallback rule (one
+/// `Process` record: a refused sock_diag is refused for both protocols).
+pub fn walk_protocol<V: SocketVisitor>(
+    context: &Context<'_>,
+    scanner: &mut Scanner,
+    protocol: Protocol,
+    states: StateMask,
+    visitor: &mut V,
+) -> Result<StateMask, AnswerError> {
     if context.process.asks_netlink(context.backend) {
-        let dumped = netlink::dump(states, context.deadline, scanner.buffer_mut(), |socket| {
-            visitor.visit(socket)
-        });
+        let dumped = netlink::dump_protocol(
+            protocol,
+            states,
+            context.deadline,
+            scanner.buffer_mut(),
+            |socket| visitor.visit(socket),
+        );
         match dumped {
             Ok(()) => return Ok(states),
             Err(NetlinkError::TimedOut) => {
@@ -98,13 +115,13 @@ pub fn walk<V: SocketVisitor>(
                 });
             }
             Err(error) => {
-                report_netlink_failure(context, &error);
+                report_netlink_failure(context, protocol, &error);
                 visitor.restart();
             }
         }
     }
     scanner
-        .scan(context.sources, context.deadline, |socket| {
+        .scan_protocol(context.sources, protocol, context.deadline, |socket| {
             visitor.visit(socket)
         })
         .map_err(|error| match error {
@@ -123,8 +140,14 @@ pub fn walk<V: SocketVisitor>(
 
 /// Reports once per process that netlink failed under `Backend=auto`: a refusal stops this
 /// process from asking again; a dump that failed once only sends that request to /proc.
-fn report_netlink_failure(context: &Context<'_>, error: &NetlinkError) {
-    if error.is_refusal() {
+/// A kernel that answers a UDP dump with an error (no `udp_diag` module: ENOENT) has not
+/// refused sock_diag for TCP: for UDP only the socket's own refusal stops netlink.
+fn report_netlink_failure(context: &Context<'_>, protocol: Protocol, error: &NetlinkError) {
+    let refusal = match (protocol, error) {
+        (Protocol::Udp, NetlinkError::Kernel(_)) => false,
+        _ => error.is_refusal(),
+    };
+    if refusal {
         if context.process.mark_netlink_refused(error.to_string()) {
             context.events.report(&Event::NetlinkRefused(error));
         }
@@ -133,10 +156,12 @@ fn report_netlink_failure(context: &Context<'_>, error: &NetlinkError) {
     }
 }
 
-/// One walk counting the sockets `filter` matches; returns the counts and the states covered.
+/// One walk counting the `protocol` sockets `filter` matches; returns the counts and the
+/// states covered.
 pub fn walk_and_count(
     context: &Context<'_>,
     scanner: &mut Scanner,
+    protocol: Protocol,
     filter: &SocketFilter,
     wanted: StateMask,
 ) -> Result<(StateCounts, StateMask), AnswerError> {
@@ -144,7 +169,7 @@ pub fn walk_and_count(
         filter,
         counts: StateCounts::default(),
     };
-    let covered = walk(context, scanner, wanted, &mut counter)?;
+    let covered = walk_protocol(context, scanner, protocol, wanted, &mut counter)?;
     Ok((counter.counts, covered))
 }
 
@@ -197,7 +222,7 @@ pub fn probe_auto_fallback(context: &Context<'_>) {
     }
     if let Err(error) = probe_netlink() {
         if error.is_refusal() {
-            report_netlink_failure(context, &error);
+            report_netlink_failure(context, Protocol::Tcp, &error);
         }
     }
 }

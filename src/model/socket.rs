@@ -6,6 +6,14 @@ use std::net::IpAddr;
 /// PATH_MAX).
 pub const CGROUP_PATH_MAX_BYTES: usize = 4096;
 
+/// Which of the kernel's socket tables a walk covers: the same sources (a sock_diag dump, a
+/// /proc/net table) serve both, with the protocol's own numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
 /// An address and port of one side of a socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Endpoint {
@@ -21,4 +29,14 @@ pub trait SocketView {
     fn remote(&self) -> Endpoint;
     /// The receive queue; for a LISTEN socket, the current accept-queue length.
     fn rx_queue(&self) -> u32;
+    /// The receive buffer size in bytes (the kernel's `sk_rcvbuf`, twice what `SO_RCVBUF`
+    /// set), where the source reports it: netlink's `SK_MEMINFO` does, /proc does not.
+    fn receive_buffer(&self) -> Option<u32> {
+        None
+    }
+    /// Datagrams the socket dropped (`sk_drops`): the `drops` column of /proc/net/udp{,6}
+    /// and `SK_MEMINFO_DROPS` of a UDP dump; None where the source has no such number (TCP).
+    fn drops(&self) -> Option<u32> {
+        None
+    }
 }

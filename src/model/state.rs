@@ -227,6 +227,9 @@ pub struct StateMask(u32);
 impl StateMask {
     /// The eleven real states (bits 1..=11).
     pub const ALL: StateMask = StateMask(0xffe);
+    /// The states a UDP socket is ever in: ESTABLISHED (1, connected; `ESTAB` in `ss -uan`)
+    /// and CLOSE (7, not connected; `UNCONN`).
+    pub const UDP: StateMask = StateMask(1 << 1 | 1 << 7);
 
     pub fn only(state: TcpState) -> StateMask {
         StateMask(1 << state.kernel_number())

@@ -132,6 +132,22 @@ pub(crate) fn parse_cgroup_path(path: &[u8], usage: &str) -> Result<String, KeyE
     Ok(trimmed.to_owned())
 }
 
+/// The `<state>` of `udp_status`: UNCONN or ESTAB in any spelling `tcp_status` accepts for
+/// those two kernel states (UNCONN, CLOSE, CLOSED; ESTAB, ESTABLISHED), or empty for every
+/// UDP socket (as `net.udp.socket.count` counts without a state).
+pub(crate) fn parse_udp_state(name: &[u8]) -> Result<Option<TcpState>, KeyError> {
+    if trim_spaces(name).is_empty() {
+        return Ok(None);
+    }
+    match TcpState::from_name(name) {
+        Some(state @ (TcpState::Close | TcpState::Established)) => Ok(Some(state)),
+        _ => Err(KeyError(format!(
+            "Unknown UDP state \"{}\". Valid states: UNCONN (CLOSE), ESTAB (ESTABLISHED) (any case), or empty for every UDP socket.",
+            quote(name)
+        ))),
+    }
+}
+
 /// A TcpExt `<counter>` parameter (registry parse functions use it).
 pub(crate) fn parse_counter(name: &[u8], usage: &str) -> Result<ItemRequest, KeyError> {
     let name = trim_spaces(name);

@@ -17,7 +17,9 @@
 use crate::model::state::TcpState;
 use crate::model::text::{quote, trim_spaces};
 use crate::request::filter::FilterParams;
-use crate::request::key::{parse_cgroup_path, parse_counter, parse_state, KeyError};
+use crate::request::key::{
+    parse_cgroup_path, parse_counter, parse_state, parse_udp_state, KeyError,
+};
 
 /// What an item asks for: one variant per registry entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +65,17 @@ pub enum ItemRequest {
     /// `linux_status[info]`: JSON of the version, the backend configured and in use, and the
     /// settings in force, so a server can see how a host answers.
     Info,
+    /// `linux_status[udp_status,<state>,<laddr>,<lport>,<raddr>,<rport>]`: UDP sockets in
+    /// one state (None: every UDP socket).
+    UdpStatus {
+        state: Option<TcpState>,
+        filter: FilterParams,
+    },
+    /// `linux_status[udp_summary]`: UDP counts, per bound port queues and drops, and the
+    /// Udp/Udp6 counters, as JSON.
+    UdpSummary,
+    /// `linux_status[udp_discovery]`: LLD JSON of the bound UDP ports.
+    UdpDiscovery,
 }
 
 /// Parses the parameters after the first (at most as many as `usage` has commas: checked
@@ -223,6 +236,35 @@ pub const KEYS: &[KeyEntry] = &[
         filters: false,
         sample: "linux_status[netns_all]",
         parse: |_, _| Ok(ItemRequest::NetnsAll),
+    },
+    KeyEntry {
+        metric: "udp_status",
+        usage: "linux_status[udp_status,<state>,<laddr>,<lport>,<raddr>,<rport>]",
+        description: "The number of UDP sockets (IPv4 and IPv6) in one state, UNCONN or ESTAB (empty: both), optionally filtered by local and remote address and port.",
+        filters: true,
+        sample: "linux_status[udp_status,UNCONN]",
+        parse: |rest, _| {
+            Ok(ItemRequest::UdpStatus {
+                state: parse_udp_state(rest.first().copied().unwrap_or(b""))?,
+                filter: filter(rest.get(1..).unwrap_or(&[]))?,
+            })
+        },
+    },
+    KeyEntry {
+        metric: "udp_summary",
+        usage: "linux_status[udp_summary]",
+        description: "UDP sockets per state, per bound port its sockets, receive-queue bytes, buffer size, fill and drops, and the Udp and Udp6 counters, as one JSON object from one walk.",
+        filters: false,
+        sample: "linux_status[udp_summary]",
+        parse: |_, _| Ok(ItemRequest::UdpSummary),
+    },
+    KeyEntry {
+        metric: "udp_discovery",
+        usage: "linux_status[udp_discovery]",
+        description: "Low-level discovery of the bound UDP ports (those with an UNCONN socket): one `{#PORT}` row per port.",
+        filters: false,
+        sample: "linux_status[udp_discovery]",
+        parse: |_, _| Ok(ItemRequest::UdpDiscovery),
     },
 ];
 

@@ -18,6 +18,10 @@
 //!   newline) is `buffer_len` bytes or longer cannot be held and is `LineTooLong`; that check
 //!   comes before the line's content is looked at, and applies to an unterminated last line
 //!   too.
+//! - A UDP table (/proc/net/udp{,6}): the same, then the line must have exactly 13 columns
+//!   (`tr:tm->when retrnsmt uid timeout inode ref pointer drops` after the queues), else
+//!   `UdpColumns`, and the 13th must be a decimal number below 2^32 of at most 10 digits,
+//!   else `BadDrops`; it is the socket's drops.
 #![allow(dead_code)]
 
 use std::io::Read;
@@ -26,7 +30,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 // A glob import: it also brings the socket accessor trait into scope where the parser has
 // one (the accessors are inherent methods on older versions).
 #[allow(unused_imports)]
-use linux_status::proc::{Endpoint, Family, Problem, ReaderError, Scanner};
+use linux_status::proc::{Endpoint, Family, Problem, Protocol, ReaderError, Scanner};
 use linux_status::Deadline;
 
 /// Everything the parser exposes about one socket line.
@@ -37,6 +41,8 @@ pub struct Socket {
     pub remote: Endpoint,
     pub tx_queue: u32,
     pub rx_queue: u32,
+    /// The `drops` column (UDP tables only).
+    pub drops: Option<u32>,
 }
 
 /// Where and why a table was rejected.
@@ -48,8 +54,18 @@ pub struct Rejection {
 
 pub type Outcome = Result<Vec<Socket>, Rejection>;
 
-/// The reference: parses the whole `input` as one table read through `buffer_len` bytes.
+/// The reference: parses the whole `input` as one TCP table read through `buffer_len` bytes.
 pub fn naive_parse(family: Family, input: &[u8], buffer_len: usize) -> Outcome {
+    naive_parse_table(Protocol::Tcp, family, input, buffer_len)
+}
+
+/// The reference for a table of `protocol`.
+pub fn naive_parse_table(
+    protocol: Protocol,
+    family: Family,
+    input: &[u8],
+    buffer_len: usize,
+) -> Outcome {
     let mut pieces: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
     // `split` always yields the text after the last newline (empty if input ends with one).
     let tail = pieces.pop().unwrap_or(b"");
@@ -74,7 +90,7 @@ pub fn naive_parse(family: Family, input: &[u8], buffer_len: usize) -> Outcome {
             }
             continue;
         }
-        match socket(family, line) {
+        match socket(protocol, family, line) {
             Ok(socket) => sockets.push(socket),
             Err(problem) => return reject(problem),
         }
@@ -108,7 +124,7 @@ fn fields(line: &[u8]) -> Vec<&[u8]> {
         .collect()
 }
 
-fn socket(family: Family, line: &[u8]) -> Result<Socket, Problem> {
+fn socket(protocol: Protocol, family: Family, line: &[u8]) -> Result<Socket, Problem> {
     let fields = fields(line);
     let column = |index: usize| fields.get(index).copied();
 
@@ -141,6 +157,19 @@ fn socket(family: Family, line: &[u8]) -> Result<Socket, Problem> {
     if column(5).is_none() {
         return Err(Problem::TooFewColumns);
     }
+    let drops = match protocol {
+        Protocol::Tcp => None,
+        Protocol::Udp => {
+            if fields.len() != 13 {
+                return Err(Problem::UdpColumns);
+            }
+            let text = std::str::from_utf8(fields[12]).map_err(|_| Problem::BadDrops)?;
+            if text.is_empty() || text.len() > 10 || !text.chars().all(|c| c.is_ascii_digit()) {
+                return Err(Problem::BadDrops);
+            }
+            Some(text.parse::<u32>().map_err(|_| Problem::BadDrops)?)
+        }
+    };
 
     Ok(Socket {
         state,
@@ -148,6 +177,7 @@ fn socket(family: Family, line: &[u8]) -> Result<Socket, Problem> {
         remote: endpoint(family, remote_address, remote_port),
         tx_queue: u32::from_str_radix(tx, 16).expect("validated hex"),
         rx_queue: u32::from_str_radix(rx, 16).expect("validated hex"),
+        drops,
     })
 }
 
@@ -184,8 +214,19 @@ fn endpoint(family: Family, address: &str, port: &str) -> Endpoint {
 /// A read error or a timeout cannot happen with the readers and deadline used here: they are
 /// bugs, reported by panicking (the fuzzer's crash, the test's failure).
 pub fn fast_scan<R: Read>(scanner: &mut Scanner, reader: R, family: Family) -> Outcome {
+    fast_scan_table(scanner, reader, Protocol::Tcp, family)
+}
+
+/// [`fast_scan`] of a table of `protocol`.
+pub fn fast_scan_table<R: Read>(
+    scanner: &mut Scanner,
+    reader: R,
+    protocol: Protocol,
+    family: Family,
+) -> Outcome {
     let mut sockets = Vec::new();
-    let result = scanner.scan_reader(reader, family, Deadline::none(), &mut |line| {
+    let deadline = Deadline::none();
+    let result = scanner.scan_table_reader(reader, protocol, family, deadline, &mut |line| {
         assert_eq!(line.family(), family);
         sockets.push(Socket {
             state: line.state(),
@@ -193,6 +234,7 @@ pub fn fast_scan<R: Read>(scanner: &mut Scanner, reader: R, family: Family) -> O
             remote: line.remote(),
             tx_queue: line.tx_queue(),
             rx_queue: line.rx_queue(),
+            drops: line.drops(),
         })
     });
     match result {

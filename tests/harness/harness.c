@@ -421,8 +421,12 @@ static void contract_errors(size_t req_size, size_t res_size)
 	{ const char *p[] = {"tcp_statuses", "LISTEN"};
 	  expect_fail(2, p, UNKNOWN_FIRST, req_size, res_size); }
 	{ const char *p[] = {"tcp", "LISTEN"}; expect_fail(2, p, UNKNOWN_FIRST, req_size, res_size); }
-	{ const char *p[] = {"udp_status", "LISTEN"};
+	{ const char *p[] = {"sctp_status", "LISTEN"};
 	  expect_fail(2, p, UNKNOWN_FIRST, req_size, res_size); }
+	/* udp_status exists (issue 19): LISTEN is no UDP state. */
+	{ static const char *const UNKNOWN_UDP[] = {"Unknown UDP state", "UNCONN", "ESTAB", NULL};
+	  const char *p[] = {"udp_status", "LISTEN"};
+	  expect_fail(2, p, UNKNOWN_UDP, req_size, res_size); }
 
 	/* Missing or empty state. */
 	{ const char *p[] = {"tcp_status"}; expect_fail(1, p, MISSING_STATE, req_size, res_size); }

@@ -12,6 +12,8 @@ and, where it needs them, overrides `scenario`; the fixtures here build on those
 - `scenario`: the session's scenario with TIME_WAIT sockets young enough to outlive the test;
 - `nested_two`: the two cgroups of lib/cgroups.py (A and B, with TIME_WAIT and SYN_RECV
   sockets) in a nested network namespace of their own, so their TIME_WAIT sockets die with it;
+- `udp_scenario`: the UDP sockets of lib/udp.py (a flooded receiver, bound, dual-stack and
+  connected sockets), built once per session;
 - `shim`: lib/sock_diag_shim.c built as an LD_PRELOAD library that makes sock_diag misbehave
   (LS_SHIM selects how; the comment at its top lists the modes).
 """
@@ -26,6 +28,7 @@ import pytest
 from lib import agent as ag
 from lib import cgroups as cg
 from lib import scenario as sc
+from lib import udp as udp_lib
 
 # TIME_WAIT lives 60 s; rebuild the scenario's before they get this old.
 TIME_WAIT_MAX_AGE = 40.0
@@ -56,6 +59,15 @@ def scenario_session(netns):
         scenario.build()
         scenario.verify()
         yield scenario
+    finally:
+        scenario.close()
+
+
+@pytest.fixture(scope="session")
+def udp_scenario(netns):
+    scenario = udp_lib.UdpScenario()
+    try:
+        yield scenario.build()
     finally:
         scenario.close()
 

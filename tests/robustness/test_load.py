@@ -41,6 +41,7 @@ PROCESSES = 4
 CONCURRENCY = 4  # per client process: 16 connections in flight for 4 workers
 LISTEN_PORTS = (21001, 21002, 21003, 21004, 21005)
 CLIENTS_PER_LISTENER = 3
+UDP_PORTS = (21101, 21102)  # one bound UDP socket each; a connected one on the first
 MAX_RSS_GROWTH_KIB = 1024
 MIN_REQUESTS_PER_WORKER = 1000
 KERNEL_STATES = ("ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
@@ -65,6 +66,13 @@ def socket_table():
                 client = socket.create_connection(("127.0.0.1", port), timeout=5)
                 accepted, _ = server.accept()
                 held += [client, accepted]
+        for port in UDP_PORTS:
+            bound = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            bound.bind(("127.0.0.1", port))
+            held.append(bound)
+        connected = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        connected.connect(("::1", UDP_PORTS[0]))
+        held.append(connected)
         yield held
     finally:
         for s in held:
@@ -83,6 +91,11 @@ def expectations(agent_port: int) -> dict[bytes, object]:
         b"linux_status[netns_status,self,LISTEN]": b"6",
         b"linux_status[listen_discovery]": json.dumps(
             [{"{#PORT}": str(p)} for p in ports], separators=(",", ":")).encode(),
+        b"linux_status[udp_status,UNCONN]": b"2",
+        b"linux_status[udp_status,ESTAB,,,::1]": b"1",
+        b"linux_status[udp_status,,127.0.0.1,21102]": b"1",
+        b"linux_status[udp_discovery]": json.dumps(
+            [{"{#PORT}": str(p)} for p in UDP_PORTS], separators=(",", ":")).encode(),
     }
 
     def number(value: bytes) -> bool:
@@ -127,7 +140,14 @@ def expectations(agent_port: int) -> dict[bytes, object]:
         pending = [ns for ns in data["netns"].values() if ns["states"] is None]
         return data["namespaces"] == len(data["netns"]) >= 1 and (len(own) >= 1 or pending)
 
+    def udp_summary(value: bytes) -> bool:
+        data = json.loads(value)
+        return (data["UNCONN"], data["ESTAB"], data["TOTAL"]) == (2, 1, 3) and [
+            (row["port"], row["sockets"]) for row in data["ports"]
+        ] == [(UDP_PORTS[0], 1), (UDP_PORTS[1], 1)] and isinstance(data["RcvbufErrors"], int)
+
     varying = {
+        b"linux_status[udp_summary]": udp_summary,
         # Not exact under load, see the module docstring: counted in `estab_21001`.
         ESTAB_21001: number,
         b"linux_status[tcp_status,established,127.0.0.1,,,21002]": number,

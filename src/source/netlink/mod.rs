@@ -20,14 +20,22 @@
 //! truncated or empty datagram, or a dump that ends without `NLMSG_DONE` fails the whole dump:
 //! the caller gets an error, never the partial count.
 //!
-//! Each socket's attributes (after `inet_diag_msg`) are walked for one of them,
+//! Each socket's attributes (after `inet_diag_msg`) are walked once for two of them.
 //! `INET_DIAG_CGROUP_ID` (21, Linux 5.8+): the cgroup v2 id of the cgroup whose process
 //! created the socket (an accepted socket takes its listener's). The kernel adds it to every
 //! full socket unconditionally (`inet_diag_msg_attrs_fill`, not gated by an `idiag_ext` bit:
-//! the 8-bit `idiag_ext` could not name attribute 21 anyway), so the request is unchanged;
+//! the 8-bit `idiag_ext` could not name attribute 21 anyway), so the TCP request is unchanged;
 //! TIME_WAIT mini-sockets (also orphaned FIN_WAIT2) and pending SYN_RECV requests have no
-//! attributes and no cgroup id. A malformed attribute (shorter than its header, longer than
-//! the message, a cgroup id that is not 8 bytes) fails the dump like any malformed message.
+//! attributes and no cgroup id.
+//!
+//! UDP (`IPPROTO_UDP`, `udp_diag`) uses the same dump: its sockets are in state 7 (TCP_CLOSE,
+//! `UNCONN` in `ss`) or 1 (ESTAB, connected), and the request asks for the `SK_MEMINFO`
+//! extension (`INET_DIAG_SKMEMINFO`), whose `u32` array gives the receive buffer
+//! (`SK_MEMINFO_RCVBUF`, index 1) and the socket's drops (`SK_MEMINFO_DROPS`, index 8, since
+//! Linux 4.7); the receive queue stays `idiag_rqueue`, the number /proc/net/udp prints.
+//!
+//! A malformed attribute (shorter than its header, running past its message, a cgroup id that
+//! is not 8 bytes) fails the dump like any malformed message.
 //!
 //! The wire format is assembled and parsed here as bytes (safe code); the socket calls are
 //! in `sys::netlink_socket`.
@@ -38,7 +46,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use crate::model::deadline::Deadline;
-use crate::model::socket::{Endpoint, SocketView};
+use crate::model::socket::{Endpoint, Protocol, SocketView};
 use crate::model::state::{StateMask, TcpState};
 use crate::sys::netlink_socket::NetlinkSocket;
 
@@ -55,14 +63,23 @@ const INET_DIAG_MSG_BYTES: usize = 72;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
 const NLA_HEADER_BYTES: usize = 4;
 /// `nla_type` without the nested and byte-order flags.
 const NLA_TYPE_MASK: u16 = 0x3fff;
+/// `INET_DIAG_SKMEMINFO`: the attribute type, and (minus one) its bit in `idiag_ext`.
+const INET_DIAG_SKMEMINFO: u16 = 7;
 /// `INET_DIAG_CGROUP_ID` (include/uapi/linux/inet_diag.h): a u64 in host byte order.
 const INET_DIAG_CGROUP_ID: u16 = 21;
+const SK_MEMINFO_RCVBUF: usize = 1;
+const SK_MEMINFO_DROPS: usize = 8;
 
 /// The mask to send so that every wanted state is reported exactly (see the module doc).
-fn kernel_mask(states: StateMask) -> u32 {
+fn kernel_mask(protocol: Protocol, states: StateMask) -> u32 {
+    if protocol == Protocol::Udp {
+        // A UDP socket is only ever UNCONN (7) or ESTAB (1).
+        return states.bits() & StateMask::UDP.bits();
+    }
     let fin_wait2 = 1 << TcpState::FinWait2.kernel_number();
     let time_wait = 1 << TcpState::TimeWait.kernel_number();
     if states.bits() & fin_wait2 != 0 {
@@ -72,7 +89,8 @@ fn kernel_mask(states: StateMask) -> u32 {
     }
 }
 
-/// One socket as the kernel reported it (`struct inet_diag_msg`).
+/// One socket as the kernel reported it (`struct inet_diag_msg`, and `SK_MEMINFO` when it
+/// came with one).
 #[derive(Clone, Copy, Debug)]
 pub struct DiagSocket {
     state: u8,
@@ -80,6 +98,8 @@ pub struct DiagSocket {
     remote: Endpoint,
     rx_queue: u32,
     cgroup_id: Option<u64>,
+    receive_buffer: Option<u32>,
+    drops: Option<u32>,
 }
 
 impl DiagSocket {
@@ -102,6 +122,12 @@ impl SocketView for DiagSocket {
     }
     fn rx_queue(&self) -> u32 {
         self.rx_queue
+    }
+    fn receive_buffer(&self) -> Option<u32> {
+        self.receive_buffer
+    }
+    fn drops(&self) -> Option<u32> {
+        self.drops
     }
 }
 
@@ -173,6 +199,21 @@ pub fn dump<F>(
     states: StateMask,
     deadline: Deadline,
     buffer: &mut [u8],
+    on_socket: F,
+) -> Result<(), NetlinkError>
+where
+    F: FnMut(&DiagSocket),
+{
+    dump_protocol(Protocol::Tcp, states, deadline, buffer, on_socket)
+}
+
+/// Lists every socket of `protocol` in `states`, IPv4 then IPv6, into `on_socket` (UDP
+/// sockets with their `SK_MEMINFO`).
+pub fn dump_protocol<F>(
+    protocol: Protocol,
+    states: StateMask,
+    deadline: Deadline,
+    buffer: &mut [u8],
     mut on_socket: F,
 ) -> Result<(), NetlinkError>
 where
@@ -181,7 +222,12 @@ where
     let socket = NetlinkSocket::open_sock_diag().map_err(NetlinkError::Refused)?;
     for (sequence, family) in [(1, AF_INET), (2, AF_INET6)] {
         socket
-            .send_to_kernel(&request(family, kernel_mask(states), sequence))
+            .send_to_kernel(&request(
+                family,
+                protocol,
+                kernel_mask(protocol, states),
+                sequence,
+            ))
             .map_err(NetlinkError::Io)?;
         loop {
             // Every receive waits at most for what is left of the budget (a zero SO_RCVTIMEO
@@ -213,9 +259,10 @@ where
     Ok(())
 }
 
-/// `nlmsghdr` + `inet_diag_req_v2` asking for a dump of `family`'s TCP sockets.
+/// `nlmsghdr` + `inet_diag_req_v2` asking for a dump of `family`'s `protocol` sockets.
 fn request(
     family: u8,
+    protocol: Protocol,
     states: u32,
     sequence: u32,
 ) -> [u8; NLMSG_HEADER_BYTES + INET_DIAG_REQ_V2_BYTES] {
@@ -228,8 +275,12 @@ fn request(
     // pid 0: the kernel.
     let body = &mut message[NLMSG_HEADER_BYTES..];
     body[0] = family;
-    body[1] = IPPROTO_TCP;
-    // idiag_ext 0 (no extensions), pad 0, then the state mask; the socket id stays zero.
+    // TCP: idiag_ext 0 (no extensions); UDP: SK_MEMINFO. Then pad 0, the state mask; the
+    // socket id stays zero.
+    (body[1], body[2]) = match protocol {
+        Protocol::Tcp => (IPPROTO_TCP, 0),
+        Protocol::Udp => (IPPROTO_UDP, 1 << (INET_DIAG_SKMEMINFO - 1)),
+    };
     body[4..8].copy_from_slice(&states.to_ne_bytes());
     message
 }
@@ -322,8 +373,9 @@ fn parse_socket(payload: &[u8]) -> Result<DiagSocket, NetlinkError> {
             _ => Err(NetlinkError::Malformed("unknown address family")),
         }
     };
+    let attributes = attributes(&payload[INET_DIAG_MSG_BYTES..])?;
     Ok(DiagSocket {
-        cgroup_id: cgroup_id(&payload[INET_DIAG_MSG_BYTES..])?,
+        cgroup_id: attributes.cgroup_id,
         state: payload[1],
         local: Endpoint {
             address: address(8)?,
@@ -334,29 +386,53 @@ fn parse_socket(payload: &[u8]) -> Result<DiagSocket, NetlinkError> {
             port: port(6),
         },
         rx_queue: u32::from_ne_bytes([payload[56], payload[57], payload[58], payload[59]]),
+        receive_buffer: attributes.receive_buffer,
+        drops: attributes.drops,
     })
 }
 
-/// The `INET_DIAG_CGROUP_ID` among a socket's attributes (the last one if repeated). Fewer
-/// than 4 bytes left after the last attribute are alignment padding.
-fn cgroup_id(mut attributes: &[u8]) -> Result<Option<u64>, NetlinkError> {
-    let mut id = None;
-    while attributes.len() >= NLA_HEADER_BYTES {
-        let length = usize::from(u16::from_ne_bytes([attributes[0], attributes[1]]));
-        let kind = u16::from_ne_bytes([attributes[2], attributes[3]]) & NLA_TYPE_MASK;
-        if length < NLA_HEADER_BYTES || length > attributes.len() {
+/// What a socket's attributes say (each the last one if repeated).
+#[derive(Default)]
+struct Attributes {
+    cgroup_id: Option<u64>,
+    receive_buffer: Option<u32>,
+    drops: Option<u32>,
+}
+
+/// Walks the attributes after `inet_diag_msg` once: `INET_DIAG_CGROUP_ID` (exactly 8 bytes)
+/// and `SK_MEMINFO` (a `u32` array; an index past its end is unknown, as on kernels without
+/// drops). An attribute shorter than its header or running past the message fails the dump;
+/// fewer than 4 bytes left after the last one are alignment padding.
+fn attributes(mut rest: &[u8]) -> Result<Attributes, NetlinkError> {
+    let mut found = Attributes::default();
+    while rest.len() >= NLA_HEADER_BYTES {
+        let length = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));
+        let kind = u16::from_ne_bytes([rest[2], rest[3]]) & NLA_TYPE_MASK;
+        if length < NLA_HEADER_BYTES || length > rest.len() {
             return Err(NetlinkError::Malformed("attribute length out of bounds"));
         }
-        if kind == INET_DIAG_CGROUP_ID {
-            let value: [u8; 8] = attributes[NLA_HEADER_BYTES..length]
-                .try_into()
-                .map_err(|_| NetlinkError::Malformed("cgroup id attribute not 8 bytes"))?;
-            id = Some(u64::from_ne_bytes(value));
+        let value = &rest[NLA_HEADER_BYTES..length];
+        match kind {
+            INET_DIAG_CGROUP_ID => {
+                let id: [u8; 8] = value
+                    .try_into()
+                    .map_err(|_| NetlinkError::Malformed("cgroup id attribute not 8 bytes"))?;
+                found.cgroup_id = Some(u64::from_ne_bytes(id));
+            }
+            INET_DIAG_SKMEMINFO => {
+                let entry = |index: usize| {
+                    value
+                        .get(4 * index..4 * index + 4)
+                        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                };
+                found.receive_buffer = entry(SK_MEMINFO_RCVBUF);
+                found.drops = entry(SK_MEMINFO_DROPS);
+            }
+            _ => {}
         }
-        let aligned = (length + 3) & !3;
-        attributes = attributes.get(aligned..).unwrap_or(&[]);
+        rest = rest.get((length + 3) & !3..).unwrap_or(&[]);
     }
-    Ok(id)
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -391,7 +467,12 @@ mod tests {
 
     #[test]
     fn requests_have_the_kernel_layout() {
-        let bytes = request(AF_INET6, kernel_mask(StateMask::ALL), 7);
+        let bytes = request(
+            AF_INET6,
+            Protocol::Tcp,
+            kernel_mask(Protocol::Tcp, StateMask::ALL),
+            7,
+        );
         assert_eq!(bytes.len(), 72);
         assert_eq!(u32::from_ne_bytes(bytes[0..4].try_into().unwrap()), 72);
         assert_eq!(u16::from_ne_bytes([bytes[4], bytes[5]]), 20);
@@ -402,12 +483,102 @@ mod tests {
     }
 
     #[test]
+    fn udp_requests_ask_for_sk_meminfo_and_the_two_udp_states() {
+        let bytes = request(
+            AF_INET,
+            Protocol::Udp,
+            kernel_mask(Protocol::Udp, StateMask::ALL),
+            1,
+        );
+        assert_eq!(
+            (bytes[16], bytes[17], bytes[18]),
+            (AF_INET, IPPROTO_UDP, 0x40)
+        );
+        assert_eq!(
+            u32::from_ne_bytes(bytes[20..24].try_into().unwrap()),
+            (1 << 1) | (1 << 7)
+        );
+        assert_eq!(
+            kernel_mask(Protocol::Udp, StateMask::only(TcpState::Listen)),
+            0
+        );
+    }
+
+    fn attribute(kind: u16, body: &[u8]) -> Vec<u8> {
+        let mut bytes = ((NLA_HEADER_BYTES + body.len()) as u16)
+            .to_ne_bytes()
+            .to_vec();
+        bytes.extend_from_slice(&kind.to_ne_bytes());
+        bytes.extend_from_slice(body);
+        while bytes.len() % 4 != 0 {
+            bytes.push(0);
+        }
+        bytes
+    }
+
+    fn meminfo(values: &[u32]) -> Vec<u8> {
+        let body: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        attribute(INET_DIAG_SKMEMINFO, &body)
+    }
+
+    #[test]
+    fn sk_meminfo_gives_the_receive_buffer_and_drops() {
+        let mut payload = diag_v4(7, [127, 0, 0, 1], 5399, 7680);
+        payload.extend(attribute(8, &[0])); // INET_DIAG_SHUTDOWN, padded
+        payload.extend(meminfo(&[7680, 8192, 0, 212992, 512, 0, 0, 0, 2994]));
+        let datagram = message(SOCK_DIAG_BY_FAMILY, 1, &payload);
+        let mut seen = Vec::new();
+        parse_datagram(&datagram, 1, &mut |s: &DiagSocket| seen.push(*s)).unwrap();
+        assert_eq!(seen[0].rx_queue(), 7680);
+        assert_eq!(seen[0].receive_buffer(), Some(8192));
+        assert_eq!(seen[0].drops(), Some(2994));
+
+        // A kernel before 4.7 has no drops entry: unknown, not zero.
+        let mut payload = diag_v4(7, [127, 0, 0, 1], 5399, 0);
+        payload.extend(meminfo(&[0, 8192, 0, 0, 0, 0, 0, 0]));
+        let datagram = message(SOCK_DIAG_BY_FAMILY, 1, &payload);
+        let mut seen = Vec::new();
+        parse_datagram(&datagram, 1, &mut |s: &DiagSocket| seen.push(*s)).unwrap();
+        assert_eq!(
+            (seen[0].receive_buffer(), seen[0].drops()),
+            (Some(8192), None)
+        );
+
+        // No attribute at all (a TCP dump): nothing known.
+        let datagram = message(SOCK_DIAG_BY_FAMILY, 1, &diag_v4(1, [10, 0, 0, 1], 80, 0));
+        let mut seen = Vec::new();
+        parse_datagram(&datagram, 1, &mut |s: &DiagSocket| seen.push(*s)).unwrap();
+        assert_eq!((seen[0].receive_buffer(), seen[0].drops()), (None, None));
+    }
+
+    #[test]
+    fn an_attribute_running_past_its_message_fails_the_dump() {
+        let mut payload = diag_v4(7, [127, 0, 0, 1], 5399, 0);
+        let mut bad = meminfo(&[0; 9]);
+        bad[0..2].copy_from_slice(&200u16.to_ne_bytes());
+        payload.extend(bad);
+        assert!(matches!(
+            outcome(&message(SOCK_DIAG_BY_FAMILY, 1, &payload)).0,
+            Err(NetlinkError::Malformed(_))
+        ));
+        let mut payload = diag_v4(7, [127, 0, 0, 1], 5399, 0);
+        payload.extend([1, 0, 7, 0]); // length 1 < header
+        assert!(matches!(
+            outcome(&message(SOCK_DIAG_BY_FAMILY, 1, &payload)).0,
+            Err(NetlinkError::Malformed(_))
+        ));
+    }
+
+    #[test]
     fn fin_wait2_also_asks_for_time_wait_mini_sockets() {
         assert_eq!(
-            kernel_mask(StateMask::only(TcpState::FinWait2)),
+            kernel_mask(Protocol::Tcp, StateMask::only(TcpState::FinWait2)),
             (1 << 5) | (1 << 6)
         );
-        assert_eq!(kernel_mask(StateMask::only(TcpState::Listen)), 1 << 10);
+        assert_eq!(
+            kernel_mask(Protocol::Tcp, StateMask::only(TcpState::Listen)),
+            1 << 10
+        );
         assert!(StateMask::ALL.contains(StateMask::only(TcpState::Closing)));
         assert!(!StateMask::only(TcpState::Listen).contains(StateMask::ALL));
     }
@@ -513,17 +684,6 @@ mod tests {
             refused.to_string(),
             "socket refused: Permission denied (os error 13)"
         );
-    }
-
-    fn attribute(kind: u16, value: &[u8]) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(&((NLA_HEADER_BYTES + value.len()) as u16).to_ne_bytes());
-        bytes.extend_from_slice(&kind.to_ne_bytes());
-        bytes.extend_from_slice(value);
-        while bytes.len() % 4 != 0 {
-            bytes.push(0);
-        }
-        bytes
     }
 
     fn parse_one(payload: &[u8]) -> Result<DiagSocket, NetlinkError> {

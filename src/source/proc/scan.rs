@@ -1,4 +1,4 @@
-//! Reading /proc/net/tcp and /proc/net/tcp6 through one reused buffer, under a deadline.
+//! Reading /proc/net/tcp{,6} (or udp{,6}) through one reused buffer, under a deadline.
 //!
 //! The buffer is allocated once per worker (it lives in the worker's state, `answer::Worker`,
 //! and netlink dumps borrow it too) and reused by every scan; the parser borrows lines from
@@ -18,17 +18,24 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::model::deadline::Deadline;
+use crate::model::socket::Protocol;
 use crate::source::proc::parse::{Family, ParseError, ProcTableParser, SocketLine};
 
 /// The read buffer size. /proc lines are about 150 bytes (tcp) or 180 (tcp6).
 pub const READ_BUFFER_BYTES: usize = 64 * 1024;
 
-/// Where the socket tables (and the TcpExt counters) are read from.
+/// Where the socket tables (and the TcpExt, Udp and Udp6 counters) are read from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcSources {
     pub tcp: PathBuf,
     pub tcp6: PathBuf,
     pub netstat: PathBuf,
+    pub udp: PathBuf,
+    pub udp6: PathBuf,
+    /// The `Udp:` counters.
+    pub snmp: PathBuf,
+    /// The `Udp6*` counters.
+    pub snmp6: PathBuf,
 }
 
 impl ProcSources {
@@ -37,12 +44,25 @@ impl ProcSources {
         Self::in_dir(Path::new("/proc/net"))
     }
 
-    /// `tcp`, `tcp6` and `netstat` in `dir` (tests point this at fixtures).
+    /// `tcp`, `tcp6`, `netstat`, `udp`, `udp6`, `snmp` and `snmp6` in `dir` (tests point
+    /// this at fixtures).
     pub fn in_dir(dir: &Path) -> Self {
         ProcSources {
             tcp: dir.join("tcp"),
             tcp6: dir.join("tcp6"),
             netstat: dir.join("netstat"),
+            udp: dir.join("udp"),
+            udp6: dir.join("udp6"),
+            snmp: dir.join("snmp"),
+            snmp6: dir.join("snmp6"),
+        }
+    }
+
+    /// The IPv4 and IPv6 tables of `protocol`.
+    pub fn tables(&self, protocol: Protocol) -> [&Path; 2] {
+        match protocol {
+            Protocol::Tcp => [&self.tcp, &self.tcp6],
+            Protocol::Udp => [&self.udp, &self.udp6],
         }
     }
 }
@@ -121,24 +141,41 @@ impl Scanner {
         }
     }
 
-    /// Streams both tables into `on_socket`. A missing tcp6 is IPv6 being disabled, not an
-    /// error; a missing tcp is.
+    /// Streams both TCP tables into `on_socket`. A missing tcp6 is IPv6 being disabled, not
+    /// an error; a missing tcp is.
     pub fn scan<F>(
         &mut self,
         sources: &ProcSources,
+        deadline: Deadline,
+        on_socket: F,
+    ) -> Result<(), ScanError>
+    where
+        F: FnMut(&SocketLine<'_>),
+    {
+        self.scan_protocol(sources, Protocol::Tcp, deadline, on_socket)
+    }
+
+    /// Streams both tables of `protocol` into `on_socket`, with the same rule for a missing
+    /// IPv6 table (udp6, tcp6).
+    pub fn scan_protocol<F>(
+        &mut self,
+        sources: &ProcSources,
+        protocol: Protocol,
         deadline: Deadline,
         mut on_socket: F,
     ) -> Result<(), ScanError>
     where
         F: FnMut(&SocketLine<'_>),
     {
-        self.scan_file(&sources.tcp, Family::V4, false, deadline, &mut on_socket)?;
-        self.scan_file(&sources.tcp6, Family::V6, true, deadline, &mut on_socket)
+        let [v4, v6] = sources.tables(protocol);
+        self.scan_file(v4, protocol, Family::V4, false, deadline, &mut on_socket)?;
+        self.scan_file(v6, protocol, Family::V6, true, deadline, &mut on_socket)
     }
 
     fn scan_file<F>(
         &mut self,
         path: &Path,
+        protocol: Protocol,
         family: Family,
         may_be_absent: bool,
         deadline: Deadline,
@@ -159,14 +196,14 @@ impl Scanner {
                 })
             }
         };
-        self.scan_reader(file, family, deadline, on_socket)
+        self.scan_table_reader(file, protocol, family, deadline, on_socket)
             .map_err(|failure| failure.at(path))
     }
 
-    /// Streams one table from any reader (the seam the unit tests use).
+    /// Streams one TCP table from any reader (the seam the unit tests use).
     pub fn scan_reader<R, F>(
         &mut self,
-        mut reader: R,
+        reader: R,
         family: Family,
         deadline: Deadline,
         on_socket: &mut F,
@@ -175,7 +212,23 @@ impl Scanner {
         R: Read,
         F: FnMut(&SocketLine<'_>),
     {
-        let mut parser = ProcTableParser::new(family);
+        self.scan_table_reader(reader, Protocol::Tcp, family, deadline, on_socket)
+    }
+
+    /// Streams one table of `protocol` from any reader.
+    pub fn scan_table_reader<R, F>(
+        &mut self,
+        mut reader: R,
+        protocol: Protocol,
+        family: Family,
+        deadline: Deadline,
+        on_socket: &mut F,
+    ) -> Result<(), ReaderError>
+    where
+        R: Read,
+        F: FnMut(&SocketLine<'_>),
+    {
+        let mut parser = ProcTableParser::for_table(protocol, family);
         let mut filled = 0;
         let timed_out = |parser: &ProcTableParser, budget| ReaderError::TimedOut {
             budget,
