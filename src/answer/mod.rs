@@ -237,6 +237,7 @@ pub fn answer(
             fill_udp_table(context, worker)?;
             Ok(ItemValue::Text(report::udp_summary(
                 &mut worker.udp_table,
+                ephemeral_range(context)?,
                 &counters,
             )))
         }
@@ -244,6 +245,7 @@ pub fn answer(
             fill_udp_table(context, worker)?;
             Ok(ItemValue::Text(report::udp_discovery(
                 &mut worker.udp_table,
+                ephemeral_range(context)?,
             )))
         }
     }
@@ -260,6 +262,24 @@ fn fill_udp_table(context: &Context<'_>, worker: &mut Worker) -> Result<(), Answ
         &mut worker.udp_table,
     )
     .map(|_| ())
+}
+
+/// The kernel's ephemeral port range, which orders the UDP ports reported past the cap; a
+/// missing file (a fixture directory, a kernel without it) leaves it unknown, a malformed one
+/// is an error like any odd /proc content.
+fn ephemeral_range(context: &Context<'_>) -> Result<udp::EphemeralRange, AnswerError> {
+    let path = &context.sources.port_range;
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    counters::read_bounded(path, 64, &mut text).map_err(AnswerError::Source)?;
+    counters::port_range(&text).map(Some).map_err(|problem| {
+        AnswerError::Source(format!(
+            "Unexpected content in {}: {problem}.",
+            path.display()
+        ))
+    })
 }
 
 /// The `Udp:` counters of /proc/net/snmp and the `Udp6*` ones of /proc/net/snmp6, under

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use crate::answer::listen::PortStats;
-use crate::answer::udp::{UdpPortStats, UdpTable};
+use crate::answer::udp::{EphemeralRange, UdpPortStats, UdpTable};
 use crate::model::state::{StateCounts, TcpState};
 
 /// Writes `"ESTABLISHED":n,...,"CLOSING":n,"TOTAL":n` (no braces).
@@ -140,23 +140,31 @@ fn write_udp_port(json: &mut String, stats: &UdpPortStats) {
 }
 
 /// `{"UNCONN":3,"ESTAB":1,"TOTAL":4,"drops":2994,"ports":[{"port":53,"sockets":2,"UNCONN":2,
-/// "ESTAB":0,"queue_bytes":0,"buffer_bytes":425984,"fill_percent":0.00,"drops":0}],`
-/// then `counters`, the `"InDatagrams":0,...,"Udp6InDatagrams":0,...` members already
-/// rendered (or empty), and `}`.
-pub fn udp_summary(table: &mut UdpTable, counters: &str) -> String {
+/// "ESTAB":0,"queue_bytes":0,"buffer_bytes":425984,"fill_percent":0.00,"drops":0}],
+/// "ports_bound":1,"ports_omitted":0,` then `counters`, the `"InDatagrams":0,...,
+/// "Udp6InDatagrams":0,...` members already rendered (or empty), and `}`. `ports` holds at
+/// most `MAX_REPORTED_PORTS` ports (see `answer::udp`).
+pub fn udp_summary(table: &mut UdpTable, range: EphemeralRange, counters: &str) -> String {
     let mut json = String::with_capacity(512);
     json.push('{');
     write_udp_state_members(&mut json, &table.counts, true);
     json.push_str(",\"drops\":");
     write_optional(&mut json, table.drops);
     json.push_str(",\"ports\":[");
-    for (index, stats) in table.bound_ports().enumerate() {
-        if index > 0 {
+    let (bound, reported) = table.reported_ports(range);
+    let mut shown = 0;
+    for (stats, _) in reported {
+        if shown > 0 {
             json.push(',');
         }
         write_udp_port(&mut json, stats);
+        shown += 1;
     }
-    json.push(']');
+    let _ = write!(
+        json,
+        "],\"ports_bound\":{bound},\"ports_omitted\":{}",
+        bound - shown
+    );
     if !counters.is_empty() {
         json.push(',');
         json.push_str(counters);
@@ -165,14 +173,26 @@ pub fn udp_summary(table: &mut UdpTable, counters: &str) -> String {
     json
 }
 
-/// `[{"{#PORT}":"53"},...]`: one row per bound UDP port.
-pub fn udp_discovery(table: &mut UdpTable) -> String {
+/// `[{"{#PORT}":"53","{#PORT.EPHEMERAL}":"0"},...]`: one row per bound UDP port `udp_summary`
+/// reports; `{#PORT.EPHEMERAL}` is `1` inside the kernel's ephemeral port range (auto-bound
+/// senders, most likely), `0` outside, `unknown` when the range could not be read.
+pub fn udp_discovery(table: &mut UdpTable, range: EphemeralRange) -> String {
     let mut json = String::from("[");
-    for (index, stats) in table.bound_ports().enumerate() {
+    let (_, reported) = table.reported_ports(range);
+    for (index, (stats, ephemeral)) in reported.enumerate() {
         if index > 0 {
             json.push(',');
         }
-        let _ = write!(json, "{{\"{{#PORT}}\":\"{}\"}}", stats.port);
+        let ephemeral = match ephemeral {
+            Some(true) => "1",
+            Some(false) => "0",
+            None => "unknown",
+        };
+        let _ = write!(
+            json,
+            "{{\"{{#PORT}}\":\"{}\",\"{{#PORT.EPHEMERAL}}\":\"{ephemeral}\"}}",
+            stats.port
+        );
     }
     json.push(']');
     json

@@ -7,6 +7,13 @@
 //! its port's entry during the walk and only bound ports are reported, so one pass is exact
 //! whatever order the kernel lists sockets in.
 //!
+//! Answers are bounded: at most [`MAX_REPORTED_PORTS`] ports are reported (about 170 bytes
+//! each, so `udp_summary` stays near 180 KiB, under agent 2's 1 MiB answer and the server's
+//! text limits, where 65,536 ports would be 11 MiB). A host over the cap is usually one with
+//! many auto-bound client sockets, so the ports outside the kernel's ephemeral range
+//! (`ip_local_port_range`, the services) are kept first, then the lowest ephemeral ones; the
+//! answer says how many were left out. Discovery reports the same set.
+//!
 //! Memory, allocated once per worker and reused: a 64 Ki-entry port -> entry index (256 KiB)
 //! and one [`UdpPortStats`] per distinct local port seen (at most 65,536, 4.5 MiB; the vector
 //! keeps its capacity between walks, so a walk allocates only when a host has more ports
@@ -17,6 +24,16 @@ use crate::model::socket::SocketView;
 use crate::model::state::{StateCounts, TcpState};
 
 const PORTS: usize = 1 << 16;
+
+/// The most ports `udp_summary` and `udp_discovery` report.
+pub const MAX_REPORTED_PORTS: usize = 1024;
+
+/// The kernel's ephemeral port range (`net.ipv4.ip_local_port_range`), when known.
+pub type EphemeralRange = Option<(u16, u16)>;
+
+fn is_ephemeral(range: EphemeralRange, port: u16) -> Option<bool> {
+    range.map(|(low, high)| (low..=high).contains(&port))
+}
 
 /// What one local port has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +129,40 @@ impl UdpTable {
             self.slot_of_port[usize::from(stats.port)] = slot as u32 + 1;
         }
         self.ports.iter().filter(|stats| stats.is_bound())
+    }
+
+    /// The bound ports to report, ascending, each with whether it is in `range` (None: range
+    /// unknown): all of them up to [`MAX_REPORTED_PORTS`]; past it the ports outside the
+    /// range first, then the lowest inside it. Also returns how many bound ports there are.
+    pub fn reported_ports(
+        &mut self,
+        range: EphemeralRange,
+    ) -> (usize, impl Iterator<Item = (&UdpPortStats, Option<bool>)>) {
+        let (mut bound, mut services) = (0, 0);
+        for stats in self.bound_ports() {
+            bound += 1;
+            services += usize::from(is_ephemeral(range, stats.port) != Some(true));
+        }
+        // Past the cap: the first `MAX_REPORTED_PORTS` services, and as many ephemeral
+        // ports as are left.
+        let ephemeral_room = MAX_REPORTED_PORTS.saturating_sub(services);
+        let (mut services_seen, mut ephemeral_seen) = (0, 0);
+        let reported = self
+            .ports
+            .iter()
+            .filter(|stats| stats.is_bound())
+            .filter_map(move |stats| {
+                let ephemeral = is_ephemeral(range, stats.port);
+                let keep = if ephemeral == Some(true) {
+                    ephemeral_seen += 1;
+                    ephemeral_seen <= ephemeral_room
+                } else {
+                    services_seen += 1;
+                    services_seen <= MAX_REPORTED_PORTS
+                };
+                keep.then_some((stats, ephemeral))
+            });
+        (bound, reported)
     }
 }
 
@@ -230,5 +281,36 @@ mod tests {
         assert_eq!(port.fill_hundredths, None);
         assert_eq!(port.drops, Some(2));
         assert_eq!(port.queue_bytes, 10);
+    }
+
+    #[test]
+    fn past_the_cap_services_are_kept_then_the_lowest_ephemeral_ports() {
+        let mut table = UdpTable::default();
+        let range = Some((32768, 60999));
+        // 1,100 auto-bound senders in the ephemeral range, and three services around it.
+        for port in 40000..41100 {
+            table.visit(&socket(7, port, 0, 212992, 0));
+        }
+        for port in [53, 8125, 61000] {
+            table.visit(&socket(7, port, 0, 212992, 0));
+        }
+        let (bound, reported) = table.reported_ports(range);
+        let reported: Vec<(u16, Option<bool>)> = reported.map(|(s, e)| (s.port, e)).collect();
+        assert_eq!(bound, 1103);
+        assert_eq!(reported.len(), MAX_REPORTED_PORTS);
+        assert_eq!(
+            &reported[..3],
+            &[(53, Some(false)), (8125, Some(false)), (40000, Some(true))]
+        );
+        assert_eq!(reported[MAX_REPORTED_PORTS - 2], (41020, Some(true)));
+        assert_eq!(reported[MAX_REPORTED_PORTS - 1], (61000, Some(false)));
+
+        // Under the cap, or with the range unknown, every bound port ascending.
+        table.reset();
+        table.visit(&socket(7, 40000, 0, 1, 0));
+        table.visit(&socket(7, 53, 0, 1, 0));
+        let (bound, reported) = table.reported_ports(None);
+        let reported: Vec<(u16, Option<bool>)> = reported.map(|(s, e)| (s.port, e)).collect();
+        assert_eq!((bound, reported), (2, vec![(53, None), (40000, None)]));
     }
 }

@@ -122,6 +122,19 @@ pub fn value(name: &str, text: &str) -> Result<u64, String> {
     })
 }
 
+/// `net.ipv4.ip_local_port_range` as the kernel prints it (`32768\t60999\n`): the low and high
+/// port, low <= high.
+pub fn port_range(text: &str) -> Result<(u16, u16), String> {
+    let mut fields = text.split_ascii_whitespace().map(str::parse::<u16>);
+    match (fields.next(), fields.next(), fields.next()) {
+        (Some(Ok(low)), Some(Ok(high)), None) if low <= high => Ok((low, high)),
+        _ => Err(format!(
+            "expected two port numbers, low then high, got \"{}\"",
+            crate::model::text::quote(text.as_bytes())
+        )),
+    }
+}
+
 /// One counter by its exact (case-sensitive) kernel name; `Ok(None)` if the kernel has no
 /// such counter.
 pub fn counter(
@@ -231,5 +244,23 @@ Udp: 0 0 2994 3000 2994 0 0 0 0
         assert!(counter("Udp6InErrors\n", Layout::NameValue, "", "Udp6InErrors").is_err());
         assert!(counter("UDP: inuse\n", Layout::Sockstat, "UDP", "inuse").is_err());
         assert!(counter("sockets: used 1\n", Layout::Sockstat, "TCP", "tw").is_err());
+    }
+
+    #[test]
+    fn the_ephemeral_port_range_is_two_ordered_ports() {
+        assert_eq!(port_range("32768\t60999\n"), Ok((32768, 60999)));
+        assert_eq!(port_range("1024 1024"), Ok((1024, 1024)));
+        for bad in [
+            "",
+            "32768",
+            "60999\t32768",
+            "1 2 3",
+            "x 2",
+            "1 70000",
+            "\u{1b}[2J 1",
+        ] {
+            let error = port_range(bad).unwrap_err();
+            assert!(error.is_ascii() && !error.contains('\u{1b}'), "{error}");
+        }
     }
 }

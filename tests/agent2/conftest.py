@@ -72,6 +72,7 @@ def netns(env) -> None:
         'unshare --net -- "$PYTHON" -m pytest -p no:cacheprovider -q tests/agent2'
     )
     print(f"\n[agent2] {cost}")
+    print(f"[agent2] {netns_mod.pin_time_wait_reuse()}")
 
 
 def new_port() -> int:

@@ -1,7 +1,7 @@
 """UDP keys through the agent 2 plugin on both agent 2 lines, with the module's checks
 (lib/udp.py, as tests/e2e/test_udp.py runs them on zabbix_agentd): counts through every
 spelling and filter, per-port queues, buffers, fill and drops, the Udp/Udp6 counters, drops
-growing by exactly the datagrams lost, discovery, errors; `zabbix_agent2 -t` with each
+growing by exactly the datagrams lost, discovery, the port cap, errors; `zabbix_agent2 -t` with each
 backend, and the running agent through zabbix_get.
 """
 
@@ -42,6 +42,10 @@ def test_drops_grow_by_the_datagrams_the_full_receiver_lost(udp_scenario, ask, b
 
 def test_udp_discovery_lists_the_bound_ports(udp_scenario, ask):
     udp.check_discovery(ask)
+
+
+def test_past_the_port_cap_services_come_first(udp_scenario, ask):
+    udp.check_cap(ask)
 
 
 @pytest.mark.parametrize("key", udp.ERROR_CASES)

@@ -56,6 +56,7 @@ def netns(env: Env) -> None:
     """A fresh private network namespace with its own socket hash, loopback up."""
     cost = netns_mod.enter_private_namespace("unshare -n -- $PYTHON -m pytest -q tests/e2e")
     print(f"\n[e2e] {cost}")
+    print(f"[e2e] {netns_mod.pin_time_wait_reuse()}")
     print(f"[e2e] {netns_mod.hide_host_module_config()}")
 
 

@@ -8,6 +8,7 @@ through net.udp.socket.count's filters equals ss through the same filters; `udp_
 equals what ss says per port (queues, buffers with netlink, null with /proc, fill, drops) and
 the Udp/Udp6 counters equal /proc/net/snmp{,6}; drops grow by exactly the datagrams sent to
 the full receiver, as in ss, /proc and RcvbufErrors; `udp_discovery` lists the bound ports;
+past 1,024 bound ports both report the services first, then the lowest ephemeral ports;
 bad keys are errors naming what is valid; a running agent answers the same through
 zabbix_get under the suite's pinned settings (backend: the default, auto).
 """
@@ -68,6 +69,12 @@ def test_drops_grow_by_the_datagrams_the_full_receiver_lost(backend, udp_scenari
 def test_udp_discovery_lists_the_bound_ports(backend, udp_scenario, agentd, env, tmp_path):
     cfg = backend_config(tmp_path, env, backend)
     udp.check_discovery(lambda key: ag.test_key(agentd, cfg, key))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_past_the_port_cap_services_come_first(backend, udp_scenario, agentd, env, tmp_path):
+    cfg = backend_config(tmp_path, env, backend)
+    udp.check_cap(lambda key: ag.test_key(agentd, cfg, key))
 
 
 @pytest.mark.parametrize("key", udp.ERROR_CASES)

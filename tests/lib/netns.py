@@ -68,6 +68,18 @@ def read_proc_net_tcp_seconds() -> float:
     return time.monotonic() - started
 
 
+def pin_time_wait_reuse() -> str:
+    """Sets net.ipv4.tcp_tw_reuse to 0 in this namespace. The default (2: loopback) lets a
+    new connection take over the 4-tuple of a TIME_WAIT socket on the agent port: the old
+    one is gone while the query runs and the new one is back, with the same address pair,
+    when the query's own connection closes, so ss on either side of the query shows one
+    TIME_WAIT the agent rightly did not count. Suites that compare exact TIME_WAIT counts
+    pin it; the load suite keeps the default (its thousands of connections a second need
+    the reuse)."""
+    Path("/proc/sys/net/ipv4/tcp_tw_reuse").write_text("0\n")
+    return "net.ipv4.tcp_tw_reuse=0 (no TIME_WAIT takeover on loopback)"
+
+
 def enter_private_namespace(hint: str) -> str:
     """Checks the namespace is private and fresh, moves into a child with its own socket
     hash, brings `lo` up; returns a line with the /proc read cost before and after."""

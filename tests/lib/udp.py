@@ -10,17 +10,23 @@
   included), repeated until they are; `expected_summary()`: what udp_summary must say for
   such a table; `oracle.oracle()` applies net.udp.socket.count's filters to these sockets
   (their states are the kernel names CLOSE and ESTABLISHED).
+- `reported_ports()`: which bound ports an answer reports, by the documented rule (at most
+  MAX_REPORTED_PORTS; past it the ports outside ip_local_port_range first, then the lowest
+  inside it); `many_bound_sockets()` opens more bound ports than that for `check_cap`.
 - `check_*(ask, ...)`: the checks both agents' suites make, `ask(key)` returning the agent's
   ItemResult (tests/e2e with zabbix_agentd, tests/agent2 with the plugin).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
+import resource
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +41,28 @@ SMALL_RCVBUF = 4096
 DATAGRAM = b"x" * 512
 
 SS_STATES = {"UNCONN": "CLOSE", "ESTAB": "ESTABLISHED"}
+
+# The most ports udp_summary and udp_discovery report (README, UDP).
+MAX_REPORTED_PORTS = 1024
+# The members of udp_summary that are not kernel counters.
+SOCKET_MEMBERS = ("UNCONN", "ESTAB", "TOTAL", "drops", "ports", "ports_bound", "ports_omitted")
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The test namespace's net.ipv4.ip_local_port_range."""
+    low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    return int(low), int(high)
+
+
+def reported_ports(bound: list[int]) -> list[int]:
+    """The ports an answer reports of the ascending `bound` ports."""
+    if len(bound) <= MAX_REPORTED_PORTS:
+        return bound
+    low, high = ephemeral_range()
+    services = [p for p in bound if not low <= p <= high]
+    ephemeral = [p for p in bound if low <= p <= high]
+    kept = services[:MAX_REPORTED_PORTS] + ephemeral[:max(0, MAX_REPORTED_PORTS - len(services))]
+    return sorted(kept)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,10 +154,9 @@ def expected_summary(sockets: list[UdpSocket], buffers: bool) -> dict:
     for s in sockets:
         ports.setdefault(s.local_port, []).append(s)
     rows = []
-    for port in sorted(ports):
+    bound = bound_ports(sockets)
+    for port in reported_ports(bound):
         group = ports[port]
-        if not any(s.state == "CLOSE" for s in group):
-            continue
         fill = max(s.recv_q * 10000 // s.rcvbuf if s.rcvbuf else 0 for s in group)
         rows.append({
             "port": port,
@@ -147,6 +174,8 @@ def expected_summary(sockets: list[UdpSocket], buffers: bool) -> dict:
         "TOTAL": len(sockets),
         "drops": sum(s.drops for s in sockets),
         "ports": rows,
+        "ports_bound": len(bound),
+        "ports_omitted": len(bound) - len(rows),
     }
 
 
@@ -267,8 +296,7 @@ def check_status(ask, all_spellings: bool = True) -> None:
 def split_summary(value: str) -> tuple[dict, dict]:
     """udp_summary as (its socket part, its kernel counters)."""
     summary = json.loads(value)
-    counters = {k: v for k, v in summary.items()
-                if k not in ("UNCONN", "ESTAB", "TOTAL", "drops", "ports")}
+    counters = {k: v for k, v in summary.items() if k not in SOCKET_MEMBERS}
     return {k: v for k, v in summary.items() if k not in counters}, counters
 
 
@@ -325,5 +353,49 @@ def check_discovery(ask) -> None:
     sockets, result = settled_udp(lambda: ask("linux_status[udp_discovery]"))
     assert result.supported, result.raw
     rows = json.loads(result.value)
-    assert rows == [{"{#PORT}": str(port)} for port in bound_ports(sockets)]
+    low, high = ephemeral_range()
+    assert rows == [{"{#PORT}": str(port), "{#PORT.EPHEMERAL}": "1" if low <= port <= high else "0"}
+                    for port in reported_ports(bound_ports(sockets))]
     assert {int(r["{#PORT}"]) for r in rows} >= {FLOODED_PORT, DNS_PORT, SIP_PORT}
+    return rows
+
+
+@contextlib.contextmanager
+def many_bound_sockets(services: int = 40, ephemeral: int = MAX_REPORTED_PORTS + 60):
+    """`services` bound ports below the ephemeral range and `ephemeral` inside it, on
+    127.0.0.3 (no scenario socket uses it), so the answers go past MAX_REPORTED_PORTS."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+    low, high = ephemeral_range()
+    assert high - low > ephemeral and low > services + 1024, (low, high)
+    opened: list[socket.socket] = []
+    try:
+        for port in [*range(low - services, low), *range(low, low + ephemeral)]:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                s.bind(("127.0.0.3", port))
+            except OSError:
+                s.close()  # an auto-bound scenario socket holds it on every address
+                continue
+            opened.append(s)
+        yield opened
+    finally:
+        for s in opened:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def check_cap(ask) -> None:
+    """Past MAX_REPORTED_PORTS bound ports, udp_summary reports the services first, then the
+    lowest ephemeral ports, says how many it left out, and discovery lists the same ports."""
+    with many_bound_sockets():
+        sockets, result = settled_udp(lambda: ask("linux_status[udp_summary]"))
+        assert result.supported, result.raw
+        summary = json.loads(result.value)
+        assert len(summary["ports"]) == MAX_REPORTED_PORTS, len(summary["ports"])
+        assert summary["ports_bound"] == len(bound_ports(sockets)) > MAX_REPORTED_PORTS
+        assert summary["ports_omitted"] == summary["ports_bound"] - MAX_REPORTED_PORTS
+        assert [row["port"] for row in summary["ports"]] == reported_ports(bound_ports(sockets))
+        assert {FLOODED_PORT, DNS_PORT, SIP_PORT} <= {row["port"] for row in summary["ports"]}
+        rows = check_discovery(ask)
+        assert [int(row["{#PORT}"]) for row in rows] == [row["port"] for row in summary["ports"]]

@@ -86,6 +86,7 @@ def env() -> Env:
 def netns(env) -> None:
     cost = netns_mod.enter_private_namespace("unshare -n -- $PYTHON -m pytest -q tests/package")
     print(f"\n[package] {cost}")
+    print(f"[package] {netns_mod.pin_time_wait_reuse()}")
 
 
 @pytest.fixture(scope="session")

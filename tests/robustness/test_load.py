@@ -31,7 +31,7 @@ import socket
 
 import pytest
 
-from lib import cgroups, keys, zbxd
+from lib import cgroups, keys, udp, zbxd
 from conftest import fd_count, io_field, proc_status_kib
 
 LOAD_SECONDS = float(os.environ.get("ROBUSTNESS_LOAD_SECONDS", "60"))
@@ -42,6 +42,12 @@ CONCURRENCY = 4  # per client process: 16 connections in flight for 4 workers
 LISTEN_PORTS = (21001, 21002, 21003, 21004, 21005)
 CLIENTS_PER_LISTENER = 3
 UDP_PORTS = (21101, 21102)  # one bound UDP socket each; a connected one on the first
+
+
+def ephemeral(port: int) -> str:
+    """udp_discovery's {#PORT.EPHEMERAL} for `port` in this namespace."""
+    low, high = udp.ephemeral_range()
+    return "1" if low <= port <= high else "0"
 MAX_RSS_GROWTH_KIB = 1024
 MIN_REQUESTS_PER_WORKER = 1000
 KERNEL_STATES = ("ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
@@ -95,7 +101,8 @@ def expectations(agent_port: int) -> dict[bytes, object]:
         b"linux_status[udp_status,ESTAB,,,::1]": b"1",
         b"linux_status[udp_status,,127.0.0.1,21102]": b"1",
         b"linux_status[udp_discovery]": json.dumps(
-            [{"{#PORT}": str(p)} for p in UDP_PORTS], separators=(",", ":")).encode(),
+            [{"{#PORT}": str(p), "{#PORT.EPHEMERAL}": ephemeral(p)} for p in UDP_PORTS],
+            separators=(",", ":")).encode(),
     }
 
     def number(value: bytes) -> bool:

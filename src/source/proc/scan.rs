@@ -36,12 +36,17 @@ pub struct ProcSources {
     pub snmp: PathBuf,
     /// The `Udp6*` counters.
     pub snmp6: PathBuf,
+    /// `net.ipv4.ip_local_port_range` (which UDP ports are auto-bound senders, most likely).
+    pub port_range: PathBuf,
 }
 
 impl ProcSources {
     /// The files of the process's network namespace.
     pub fn system() -> Self {
-        Self::in_dir(Path::new("/proc/net"))
+        ProcSources {
+            port_range: PathBuf::from("/proc/sys/net/ipv4/ip_local_port_range"),
+            ..Self::in_dir(Path::new("/proc/net"))
+        }
     }
 
     /// `tcp`, `tcp6`, `netstat`, `udp`, `udp6`, `snmp` and `snmp6` in `dir` (tests point
@@ -55,6 +60,7 @@ impl ProcSources {
             udp6: dir.join("udp6"),
             snmp: dir.join("snmp"),
             snmp6: dir.join("snmp6"),
+            port_range: dir.join("ip_local_port_range"),
         }
     }
 
