@@ -193,19 +193,25 @@ def proc_net_tcp_counts(exclude_ports: Collection[int] = ()) -> dict[str, int]:
     """Count per kernel state straight from /proc/net/tcp and /proc/net/tcp6 (a second
     opinion next to ss, which asks the kernel over netlink)."""
     counts = dict.fromkeys(KERNEL_STATES, 0)
-    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for fields in proc_net_rows("tcp"):
+        ports = {int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16)}
+        if ports & set(exclude_ports):
+            continue
+        counts[PROC_ST_TO_KERNEL[fields[3]]] += 1
+    return counts
+
+
+def proc_net_rows(table: str):
+    """The split lines (header skipped) of /proc/net/<table> then <table>6; a missing table
+    (IPv6 disabled) has none."""
+    for path in (f"/proc/net/{table}", f"/proc/net/{table}6"):
         try:
             with open(path) as f:
                 lines = f.read().splitlines()[1:]
         except FileNotFoundError:
             continue
         for line in lines:
-            fields = line.split()
-            ports = {int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16)}
-            if ports & set(exclude_ports):
-                continue
-            counts[PROC_ST_TO_KERNEL[fields[3]]] += 1
-    return counts
+            yield line.split()
 
 
 def wait_until(

@@ -108,17 +108,10 @@ def ss_udp() -> list[UdpSocket]:
 def proc_udp() -> list[tuple[str, int, int, int]]:
     """(state, local port, rx_queue, drops) of every line of /proc/net/udp and udp6."""
     out = []
-    for path in ("/proc/net/udp", "/proc/net/udp6"):
-        try:
-            with open(path) as f:
-                lines = f.read().splitlines()[1:]
-        except FileNotFoundError:
-            continue
-        for line in lines:
-            fields = line.split()
-            state = {"07": "CLOSE", "01": "ESTABLISHED"}[fields[3]]
-            out.append((state, int(fields[1].rsplit(":", 1)[1], 16),
-                        int(fields[4].split(":")[1], 16), int(fields[12])))
+    for fields in sc.proc_net_rows("udp"):
+        state = {"07": "CLOSE", "01": "ESTABLISHED"}[fields[3]]
+        out.append((state, int(fields[1].rsplit(":", 1)[1], 16),
+                    int(fields[4].split(":")[1], 16), int(fields[12])))
     return sorted(out)
 
 
